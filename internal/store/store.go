@@ -1,0 +1,166 @@
+// Package store defines what Tend keeps: the registry (patients, devices,
+// bindings, credentials, API tokens, users), readings as time series, and the
+// dead-letter store. Implementations live in subpackages (sqlite now,
+// postgres later) and must all pass the conformance suite in storetest; no
+// SQL dialect detail leaks out of them.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/tendhealth/tend/internal/reading"
+)
+
+// Errors every implementation returns (wrapped) so callers can branch.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("already exists")
+)
+
+// Identifier is a FHIR-style business identifier.
+type Identifier struct {
+	System string `json:"system,omitempty"`
+	Value  string `json:"value"`
+}
+
+// Patient is a registered patient. Resource holds the FHIR JSON as last
+// written; the store indexes only what it searches on.
+type Patient struct {
+	ID          string
+	Identifiers []Identifier
+	Resource    []byte
+	Version     int // starts at 1, +1 on every update
+	Updated     time.Time
+}
+
+// Device is a registered device. Patient is the current binding ("" when
+// unbound); the full history is in Bindings.
+type Device struct {
+	ID          string
+	Identifiers []Identifier
+	Patient     string
+	Resource    []byte
+	Version     int
+	Updated     time.Time
+}
+
+// Binding says a device was bound to a patient during [From, To); a zero To
+// means the binding is still open.
+type Binding struct {
+	Device  string
+	Patient string
+	From    time.Time
+	To      time.Time
+}
+
+// Role names what an API token or user may do.
+type Role string
+
+const (
+	RoleAdmin       Role = "admin"
+	RoleIntegration Role = "integration"
+)
+
+// Token is an API bearer token, kept only as a hash.
+type Token struct {
+	Hash    []byte
+	Role    Role
+	Subject string // who it belongs to: a user id or "bootstrap"
+	Created time.Time
+}
+
+// User is a person who signs in; passwords are kept only as argon2id hashes.
+type User struct {
+	ID           string
+	Name         string
+	Role         Role
+	PasswordHash string
+	Created      time.Time
+}
+
+// Sample is a stored reading with its stable observation id.
+type Sample struct {
+	ID string
+	reading.Reading
+}
+
+// Query selects samples of one patient.
+type Query struct {
+	Patient string
+	Codes   []string  // LOINC codes; empty means every code
+	From    time.Time // inclusive; zero means unbounded
+	To      time.Time // exclusive; zero means unbounded
+	Limit   int       // 0 means no limit
+	Offset  int
+	Oldest  bool // oldest first; the default is newest first
+}
+
+// Bucket is one downsampled interval of a series (for charts).
+type Bucket struct {
+	Start time.Time
+	Count int
+	Min   float64
+	Max   float64
+	Mean  float64
+}
+
+// DeadLetter is a rejected payload kept with its reason so an operator can
+// inspect and replay it.
+type DeadLetter struct {
+	ID          int64
+	Received    time.Time
+	Source      string // "mqtt", "http", ...
+	Device      string // as claimed by the sender; may be unknown
+	ContentType string
+	Payload     []byte
+	Reason      string
+	Replayed    time.Time // zero until a replay succeeded
+}
+
+// Store is the persistence contract. Every method is safe for concurrent use.
+type Store interface {
+	CreatePatient(ctx context.Context, p *Patient) error // sets Version and Updated
+	UpdatePatient(ctx context.Context, p *Patient) error // ErrNotFound if absent
+	Patient(ctx context.Context, id string) (Patient, error)
+	// Patients lists patients, optionally only those with the identifier
+	// (System may be empty to match any system), ordered by id.
+	Patients(ctx context.Context, ident *Identifier, limit, offset int) ([]Patient, int, error)
+
+	// CreateDevice and UpdateDevice record a binding change at `at` when
+	// Device.Patient differs from the current binding: the open binding is
+	// closed at `at` and a new one opened there.
+	CreateDevice(ctx context.Context, d *Device, at time.Time) error
+	UpdateDevice(ctx context.Context, d *Device, at time.Time) error
+	Device(ctx context.Context, id string) (Device, error)
+	Bindings(ctx context.Context, device string) ([]Binding, error) // oldest first
+	// PatientAt returns the patient bound to device at time t, or "" if none.
+	PatientAt(ctx context.Context, device string, t time.Time) (string, error)
+
+	SetDeviceSecret(ctx context.Context, device string, hash []byte) error
+	DeviceSecret(ctx context.Context, device string) ([]byte, error) // ErrNotFound if none
+
+	PutToken(ctx context.Context, t Token) error
+	TokenByHash(ctx context.Context, hash []byte) (Token, error)
+	CreateUser(ctx context.Context, u User) error
+	CountUsers(ctx context.Context, role Role) (int, error)
+	CountTokens(ctx context.Context, role Role) (int, error)
+
+	// Append stores readings durably (committed and synced when it returns)
+	// and returns how many were new; a reading whose patient, device, code
+	// and time are already stored is skipped.
+	Append(ctx context.Context, rs []reading.Reading) (int, error)
+	Samples(ctx context.Context, q Query) ([]Sample, error)
+	CountSamples(ctx context.Context, q Query) (int, error) // ignores Limit/Offset
+	Sample(ctx context.Context, id string) (Sample, error)
+	Latest(ctx context.Context, patient string) ([]Sample, error) // newest per code, ordered by code
+	Downsample(ctx context.Context, patient, code string, from, to time.Time, step time.Duration) ([]Bucket, error)
+
+	AddDeadLetter(ctx context.Context, d *DeadLetter) error // sets ID
+	DeadLetters(ctx context.Context, limit int, beforeID int64) ([]DeadLetter, error) // newest first
+	DeadLetter(ctx context.Context, id int64) (DeadLetter, error)
+	MarkReplayed(ctx context.Context, id int64, at time.Time) error
+
+	Close() error
+}
