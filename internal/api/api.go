@@ -1,0 +1,147 @@
+// Package api serves Tend's HTTP interface: health and metrics, the device
+// ingest endpoint, the operator API under /api/v1, and the FHIR endpoints
+// (mounted from package fhir) behind token authentication.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/tendhealth/tend/internal/auth"
+	"github.com/tendhealth/tend/internal/ingest"
+	"github.com/tendhealth/tend/internal/store"
+)
+
+// Kicker closes the open connections of a device (credential rotation).
+type Kicker interface {
+	Disconnect(username string) int
+}
+
+// Config is what the HTTP API needs; the node wires it.
+type Config struct {
+	Store    store.Store
+	Ingest   *ingest.Pipeline
+	FHIR     http.Handler  // served under /fhir/ for admin and integration tokens
+	Metrics  http.Handler  // /metrics
+	Ready    func() error  // nil when ready to accept data
+	Kickers  []Kicker      // protocol front ends holding device connections
+	Now      func() time.Time
+	Logger   *slog.Logger
+}
+
+// Handler is the root HTTP handler.
+type Handler struct {
+	cfg Config
+	mux *http.ServeMux
+}
+
+// New builds the routes.
+func New(cfg Config) *Handler {
+	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
+	m := h.mux
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	m.Handle("GET /readyz", h.serve(h.readyz))
+	if cfg.Metrics != nil {
+		m.Handle("GET /metrics", cfg.Metrics)
+	}
+	m.Handle("POST /api/v1/devices/{id}/obs", h.serve(h.postObservations))
+	m.Handle("POST /api/v1/devices/{id}/credentials", h.admin(h.postCredentials))
+	m.Handle("GET /api/v1/deadletters", h.admin(h.listDeadLetters))
+	m.Handle("GET /api/v1/deadletters/{id}", h.admin(h.getDeadLetter))
+	m.Handle("POST /api/v1/deadletters/{id}/replay", h.admin(h.replayDeadLetter))
+	m.Handle("GET /api/v1/patients/{id}/latest", h.withRole(h.latest, store.RoleAdmin, store.RoleIntegration))
+	m.Handle("POST /api/v1/tokens", h.admin(h.postToken))
+	m.Handle("POST /api/v1/auth/token", h.serve(h.login))
+	if cfg.FHIR != nil {
+		m.Handle("/fhir/", h.withRole(func(w http.ResponseWriter, r *http.Request) error {
+			cfg.FHIR.ServeHTTP(w, r)
+			return nil
+		}, store.RoleAdmin, store.RoleIntegration))
+	}
+	m.Handle("/", h.serve(func(w http.ResponseWriter, r *http.Request) error {
+		return &Error{Status: http.StatusNotFound, Detail: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)}
+	}))
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	h.mux.ServeHTTP(w, r)
+}
+
+// Error is an error with a status and a detail safe to show the caller.
+type Error struct {
+	Status int
+	Detail string
+	Extra  map[string]any // extra members of the problem document
+}
+
+func (e *Error) Error() string { return e.Detail }
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// serve is the one adapter that turns a handler's error into a response:
+// problem+json (RFC 9457) with user-safe text; internal detail only in logs.
+func (h *Handler) serve(fn handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := fn(w, r)
+		if err == nil {
+			return
+		}
+		var e *Error
+		if !errors.As(err, &e) {
+			var rej *ingest.Rejection
+			var tooBig *http.MaxBytesError
+			switch {
+			case errors.As(err, &rej):
+				e = &Error{Status: rej.Status, Detail: rej.Reason, Extra: map[string]any{"deadletter": rej.DeadLetter}}
+			case errors.As(err, &tooBig):
+				e = &Error{Status: http.StatusRequestEntityTooLarge, Detail: fmt.Sprintf("request body is over the %d byte limit", tooBig.Limit)}
+			case errors.Is(err, store.ErrNotFound):
+				e = &Error{Status: http.StatusNotFound, Detail: "not found"}
+			case errors.Is(err, context.Canceled):
+				return
+			default:
+				h.cfg.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+				e = &Error{Status: http.StatusServiceUnavailable, Detail: "Tend could not take this request right now; nothing was stored; retry later"}
+			}
+		}
+		writeProblem(w, e)
+	})
+}
+
+func writeProblem(w http.ResponseWriter, e *Error) {
+	doc := map[string]any{"type": "about:blank", "title": http.StatusText(e.Status), "status": e.Status, "detail": e.Detail}
+	for k, v := range e.Extra {
+		doc[k] = v
+	}
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tend"`)
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(e.Status)
+	json.NewEncoder(w).Encode(doc)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) error {
+	if err := h.cfg.Ready(); err != nil {
+		return &Error{Status: http.StatusServiceUnavailable, Detail: "not ready: " + err.Error()}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "ready")
+	return nil
+}

@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tendhealth/tend/internal/auth"
+	"github.com/tendhealth/tend/internal/bench"
+	"github.com/tendhealth/tend/internal/node"
+)
+
+func runBench(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	target := fs.String("target", "", "base URL of a running Tend (e.g. http://127.0.0.1:8080); empty starts one in a temporary directory")
+	mqttAddr := fs.String("mqtt-addr", "", "MQTT address of the target (host:port); required with --target for --proto mqtt")
+	token := fs.String("token", "", "admin API token of the target (default: TEND_BOOTSTRAP_TOKEN)")
+	proto := fs.String("proto", "mqtt", "ingest protocol: mqtt or http")
+	devices := fs.Int("devices", 50, "simulated devices, one connection each")
+	per := fs.Int("per-message", 10, "readings per message")
+	inflight := fs.Int("inflight", 32, "unacknowledged messages per device")
+	rate := fs.Float64("rate", 0, "target readings/s in total; 0 = as fast as acknowledged")
+	duration := fs.Duration("duration", 60*time.Second, "measured duration")
+	warmup := fs.Duration("warmup", 5*time.Second, "warm-up before measuring")
+	baseline := fs.String("baseline", "", "also run the same MQTT load against this plain broker (e.g. 127.0.0.1:1883) and print the ratio")
+	record := fs.String("record", "", "append the result as a row to this markdown file (e.g. BENCHMARKS.md)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: tend bench [flags]\n\nDrives Tend through its external contract and reports acked readings/s,\nack latency and publish→stored latency.\n\nFlags (each also TEND_<FLAG>):")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		fmt.Fprintln(stderr, "tend bench:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg := bench.Config{HTTPURL: *target, MQTTAddr: *mqttAddr, Token: *token, Proto: *proto, Devices: *devices,
+		ReadingsPerMessage: *per, InflightPerDevice: *inflight, Rate: *rate, Duration: *duration, Warmup: *warmup,
+		Baseline: *baseline, Out: stdout, Now: time.Now}
+	if cfg.Token == "" {
+		cfg.Token = os.Getenv("TEND_BOOTSTRAP_TOKEN")
+	}
+	if *target == "" {
+		dir, err := os.MkdirTemp("", "tend-bench-")
+		if err != nil {
+			fmt.Fprintln(stderr, "tend bench:", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		cfg.Token = auth.NewSecret()
+		n := node.New(node.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", MLLPAddr: node.Off,
+			BootstrapToken: cfg.Token, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), Console: io.Discard})
+		if err := n.Start(ctx); err != nil {
+			fmt.Fprintln(stderr, "tend bench: start server:", err)
+			return 1
+		}
+		defer n.Close()
+		a := n.Addrs()
+		cfg.HTTPURL, cfg.MQTTAddr = "http://"+a.HTTP, a.MQTT
+		fmt.Fprintf(stdout, "started Tend in-process (data in %s)\n", dir)
+	}
+	res, err := bench.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "tend bench:", err)
+		return 1
+	}
+	if *record != "" {
+		row := res.Markdown(time.Now().UTC().Format("2006-01-02"), commitID(), machine(), "tend bench "+strings.Join(args, " "))
+		if err := bench.AppendToFile(*record, row); err != nil {
+			fmt.Fprintln(stderr, "tend bench: record:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "recorded in %s\n", *record)
+	}
+	if res.Lost > 0 {
+		fmt.Fprintf(stderr, "tend bench: %d acknowledged readings were not stored\n", res.Lost)
+		return 1
+	}
+	return 0
+}
+
+func commitID() string {
+	out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	id := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		id += "+dirty"
+	}
+	return id
+}
+
+func machine() string {
+	model := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d cores %s/%s %s", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, model)
+}

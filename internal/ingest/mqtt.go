@@ -1,0 +1,56 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/tendhealth/tend/internal/mqtt"
+)
+
+// TopicPrefix is the root of device uplink topics: tend/v1/devices/{id}/obs.
+const TopicPrefix = "tend/v1/devices/"
+
+// MQTT adapts the pipeline to the MQTT front end: it authenticates devices
+// at CONNECT and takes their PUBLISHes.
+type MQTT struct{ P *Pipeline }
+
+// Authenticate implements mqtt.Authenticator: username is the device id,
+// password its secret.
+func (a MQTT) Authenticate(ctx context.Context, clientID, username string, password []byte) error {
+	err := a.P.Authenticate(ctx, username, string(password))
+	if errors.Is(err, ErrBadCredentials) {
+		return mqtt.ErrBadCredentials
+	}
+	return err
+}
+
+// HandlePublish implements mqtt.Handler. A refused payload is dead-lettered
+// and reported through mqtt.Reject (MQTT 5 tells the device; MQTT 3.1.1 has
+// no per-message error, so the dead-letter store is the only record).
+func (a MQTT) HandlePublish(ctx context.Context, m mqtt.Message) error {
+	req := Request{Source: "mqtt", Device: m.Username, Payload: m.Payload}
+	if want := TopicPrefix + m.Username + "/obs"; m.Topic != want {
+		code, reason := byte(0x90), fmt.Sprintf("topic %q is not supported; publish readings to %q", m.Topic, want)
+		if rest, ok := strings.CutPrefix(m.Topic, TopicPrefix); !ok || !strings.HasPrefix(rest, m.Username+"/") {
+			code, reason = 0x87, fmt.Sprintf("device %q may only publish under %s%s/", m.Username, TopicPrefix, m.Username)
+		}
+		err := a.P.Reject(ctx, req, &Rejection{Status: http.StatusForbidden, Reason: reason})
+		return asMQTT(err, code)
+	}
+	_, err := a.P.Ingest(ctx, req)
+	return asMQTT(err, 0x99)
+}
+
+func asMQTT(err error, code byte) error {
+	var rej *Rejection
+	if errors.As(err, &rej) {
+		if rej.Status == http.StatusNotFound || rej.Status == http.StatusUnprocessableEntity {
+			code = 0x83 // implementation specific: known format, but the device/binding is not usable
+		}
+		return mqtt.Reject(code, rej.Reason)
+	}
+	return err
+}

@@ -1,0 +1,268 @@
+// Package mqtt is Tend's device-facing MQTT server (3.1.1, 3.1 and 5.0).
+//
+// It exists, rather than NATS built-in MQTT, so that a QoS 1 PUBACK (or QoS 2
+// PUBREC) is written only after the Handler reports the reading durable, so
+// that every connection is authenticated per device, and so that handlers
+// from many connections run concurrently and can share one group commit.
+//
+// Scope: device uplink. SUBSCRIBE is answered with failure (0x80) for every
+// filter because there is no downlink yet; will messages and retained flags
+// are accepted and ignored; sessions are not persisted (CONNACK session
+// present is always 0). MQTT 5.0 topic aliases and enhanced authentication
+// are refused cleanly (DISCONNECT 0x94, CONNACK 0x8C).
+//
+// Per connection there is one reader goroutine and one writer goroutine.
+// QoS 1/2 PUBLISHes are handed to the Handler concurrently, up to
+// MaxInflight per connection (beyond that the reader stops reading, which
+// pushes back on the device); acknowledgements are written in arrival order
+// as MQTT 3.1.1 §4.6 requires.
+package mqtt
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// Authenticator checks CONNECT credentials (username = device id,
+// password = secret). It returns nil if they are good, ErrBadCredentials or
+// ErrNotAuthorized to refuse; any other error is answered "server unavailable".
+type Authenticator interface {
+	Authenticate(ctx context.Context, clientID, username string, password []byte) error
+}
+
+// Message is one received PUBLISH. The handler owns Payload.
+type Message struct {
+	ClientID, Username, Topic string
+	Payload                   []byte
+	QoS                       byte
+	Received                  time.Time
+	ProtocolVersion           byte   // 3, 4 (3.1.1) or 5
+	ContentType               string // MQTT 5.0 content type property, if sent
+}
+
+// Handler is called for every PUBLISH. It returns once the message is
+// durable (accepted or dead-lettered). An error made with Reject means
+// dead-lettered; any other error means nothing was made durable: the message
+// is not acknowledged and the connection is closed so the device retries.
+type Handler interface {
+	HandlePublish(ctx context.Context, m Message) error
+}
+
+// Metrics receives counters; every method must be cheap and safe for
+// concurrent use. A nil Metrics is allowed.
+type Metrics interface {
+	ConnectionOpened()
+	ConnectionClosed()
+	ConnectRefused(code byte)
+	PublishHandled(qos byte, d time.Duration, err error)
+}
+
+// Defaults for zero Server fields.
+const (
+	DefaultMaxPacketSize  = 512 << 10
+	DefaultMaxInflight    = 64
+	DefaultConnectTimeout = 10 * time.Second
+	writeTimeout          = 30 * time.Second
+	maxInflightLimit      = 65535
+)
+
+// Server is an MQTT listener. Fill in the fields, then call Start.
+type Server struct {
+	Addr           string // host:port; port 0 picks a free port
+	Auth           Authenticator
+	Handler        Handler
+	Logger         *slog.Logger     // nil: slog.Default()
+	MaxPacketSize  int              // default 512 KiB
+	MaxInflight    int              // per connection, default 64; sent as Receive Maximum
+	ConnectTimeout time.Duration    // first packet must be CONNECT within this; default 10 s
+	Now            func() time.Time // Message.Received; default time.Now
+	Metrics        Metrics
+
+	ln       net.Listener
+	ctx      context.Context // handlers run under it; cancelled by Close
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // accept loop, connections and handler calls
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	sessions map[sessionKey]*conn
+	closed   bool
+}
+
+// sessionKey scopes client ids to the authenticated device, so that one
+// device cannot take over (disconnect) another device's session by reusing
+// its client id.
+type sessionKey struct{ username, clientID string }
+
+// Start listens on Addr and serves connections until Close. It returns once
+// listening. ctx bounds the server's life like Close does.
+func (s *Server) Start(ctx context.Context) error {
+	if s.Auth == nil || s.Handler == nil {
+		return errors.New("mqtt: Auth and Handler are required")
+	}
+	if s.MaxPacketSize <= 0 {
+		s.MaxPacketSize = DefaultMaxPacketSize
+	}
+	s.MaxPacketSize = min(s.MaxPacketSize, maxRemainingLength)
+	if s.MaxInflight <= 0 {
+		s.MaxInflight = DefaultMaxInflight
+	}
+	s.MaxInflight = min(s.MaxInflight, maxInflightLimit)
+	if s.ConnectTimeout <= 0 {
+		s.ConnectTimeout = DefaultConnectTimeout
+	}
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	ln, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		return fmt.Errorf("mqtt: listen on %s: %w", s.Addr, err)
+	}
+	s.ln = ln
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.conns = make(map[*conn]struct{})
+	s.sessions = make(map[sessionKey]*conn)
+	s.wg.Add(1)
+	go s.acceptLoop()
+	if ctx.Done() != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			select {
+			case <-ctx.Done():
+				s.shutdown()
+			case <-s.ctx.Done():
+			}
+		}()
+	}
+	s.Logger.Info("mqtt listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// ListenAddr returns the bound address (nil before Start).
+func (s *Server) ListenAddr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+func (s *Server) acceptLoop() {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary failure such as EMFILE: back off rather than spin.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.Logger.Warn("mqtt accept failed", "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return
+			}
+			continue
+		}
+		backoff = 0
+		c := newConn(s, nc)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go c.serve()
+	}
+}
+
+// register makes c the session for its key, closing any earlier one.
+func (s *Server) register(c *conn) {
+	key := sessionKey{c.username, c.clientID}
+	s.mu.Lock()
+	old := s.sessions[key]
+	s.sessions[key] = c
+	s.mu.Unlock()
+	if old != nil && old != c {
+		s.Logger.Debug("mqtt session taken over", "device", c.username, "client", c.clientID)
+		old.kill(reasonSessionTakenOver)
+	}
+}
+
+func (s *Server) unregister(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	key := sessionKey{c.username, c.clientID}
+	if s.sessions[key] == c {
+		delete(s.sessions, key)
+	}
+	s.mu.Unlock()
+}
+
+// Disconnect closes every open connection authenticated as username, as
+// needed when a device's credentials are rotated. It returns how many.
+func (s *Server) Disconnect(username string) int {
+	var victims []*conn
+	s.mu.Lock()
+	for c := range s.conns {
+		if c.authenticated.Load() && c.username == username {
+			victims = append(victims, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range victims {
+		c.kill(reasonAdministrative)
+	}
+	return len(victims)
+}
+
+// Close stops accepting, closes all connections and waits for connection
+// goroutines and in-flight handler calls (whose context it cancels).
+func (s *Server) Close() error {
+	if s.ln == nil {
+		return nil
+	}
+	s.shutdown()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) shutdown() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	all := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		all = append(all, c)
+	}
+	s.mu.Unlock()
+	s.ln.Close()
+	for _, c := range all {
+		c.kill(reasonServerShuttingDown)
+	}
+	s.cancel()
+}
+
+// newClientID assigns an id to a client that sent an empty one.
+func newClientID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return "tend-" + hex.EncodeToString(b[:])
+}

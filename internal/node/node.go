@@ -1,0 +1,318 @@
+// Package node wires one Tend process: store, durable stream, group commit,
+// store writer, ingest pipeline, protocol listeners and the HTTP API. It is
+// the only place that knows how the parts fit together.
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tendhealth/tend/internal/api"
+	"github.com/tendhealth/tend/internal/commit"
+	"github.com/tendhealth/tend/internal/fhir"
+	"github.com/tendhealth/tend/internal/ingest"
+	"github.com/tendhealth/tend/internal/mllp"
+	"github.com/tendhealth/tend/internal/mqtt"
+	"github.com/tendhealth/tend/internal/recorder"
+	"github.com/tendhealth/tend/internal/store"
+	"github.com/tendhealth/tend/internal/store/sqlite"
+	"github.com/tendhealth/tend/internal/stream"
+)
+
+// Off disables a listener.
+const Off = "off"
+
+// Config is everything a node is started with (see `tend serve --help`).
+type Config struct {
+	DataDir        string
+	HTTPAddr       string
+	MQTTAddr       string
+	MLLPAddr       string
+	StoreURL       string   // "" = SQLite in DataDir
+	NATSURLs       []string // empty = embedded NATS JetStream
+	BootstrapToken string   // registered as an admin token on a store with no admin
+	Logger         *slog.Logger
+	Now            func() time.Time
+	Console        io.Writer // where a first-start one-time password is printed
+}
+
+// Node is one running Tend process.
+type Node struct {
+	cfg Config
+
+	store    store.Store
+	stream   *stream.Stream
+	commit   *commit.Committer
+	recorder *recorder.Recorder
+	pipeline *ingest.Pipeline
+	mqtt     *mqtt.Server
+	mllp     *mllp.Server
+	http     *http.Server
+	httpLn   net.Listener
+	registry *prometheus.Registry
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ready  bool
+	mu     sync.Mutex
+}
+
+// New returns a node that does nothing until Start.
+func New(cfg Config) *Node {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Console == nil {
+		cfg.Console = os.Stdout
+	}
+	return &Node{cfg: cfg}
+}
+
+// Addrs are the bound listener addresses ("" when off).
+type Addrs struct {
+	HTTP string `json:"http,omitempty"`
+	MQTT string `json:"mqtt,omitempty"`
+	MLLP string `json:"mllp,omitempty"`
+}
+
+// Start opens the store and stream, starts every listener, and writes
+// DataDir/listen.json. On error everything started so far is closed.
+func (n *Node) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	cfg := n.cfg
+	log := cfg.Logger
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+
+	n.registry = prometheus.NewRegistry()
+	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if n.store, err = openStore(cfg); err != nil {
+		return err
+	}
+	if err := bootstrap(ctx, n.store, cfg); err != nil {
+		return err
+	}
+
+	n.stream = stream.New(stream.Config{Dir: filepath.Join(cfg.DataDir, "stream"), URLs: cfg.NATSURLs, Logger: log, Registerer: n.registry})
+	if err := n.stream.Start(ctx); err != nil {
+		return fmt.Errorf("start stream: %w", err)
+	}
+	n.commit = &commit.Committer{Pub: n.stream, Subject: "tend.readings.all", MaxBatch: 4096, MaxInflight: 4, Registerer: n.registry}
+	if err := n.commit.Start(runCtx); err != nil {
+		return fmt.Errorf("start group commit: %w", err)
+	}
+	n.pipeline = ingest.NewPipeline(n.store, n.commit, cfg.Now, log, n.registry)
+	n.recorder = &recorder.Recorder{Stream: n.stream, Store: n.store, Durable: "store-writer", Logger: log, Now: cfg.Now, Registerer: n.registry,
+		OnPoison: func(data []byte, perr error) {
+			dl := &store.DeadLetter{Received: cfg.Now().UTC(), Source: "stream", ContentType: "application/x-tend-batch", Payload: data,
+				Reason: "stream message could not be decoded: " + perr.Error()}
+			if err := n.store.AddDeadLetter(context.Background(), dl); err != nil {
+				log.Error("keep undecodable stream message", "err", err)
+			}
+		}}
+	if err := n.recorder.Start(runCtx); err != nil {
+		return fmt.Errorf("start store writer: %w", err)
+	}
+
+	var addrs Addrs
+	if cfg.MQTTAddr != Off {
+		adapter := ingest.MQTT{P: n.pipeline}
+		n.mqtt = &mqtt.Server{Addr: cfg.MQTTAddr, Auth: adapter, Handler: adapter, Logger: log, Now: cfg.Now}
+		if err := n.mqtt.Start(runCtx); err != nil {
+			n.mqtt = nil
+			return fmt.Errorf("start MQTT listener: %w", err)
+		}
+		addrs.MQTT = dialable(n.mqtt.ListenAddr())
+	}
+	if cfg.MLLPAddr != Off {
+		n.mllp = &mllp.Server{Addr: cfg.MLLPAddr, Logger: log, Now: cfg.Now}
+		if err := n.mllp.Start(runCtx); err != nil {
+			n.mllp = nil
+			return err
+		}
+		addrs.MLLP = dialable(n.mllp.ListenAddr())
+	}
+	if cfg.HTTPAddr != Off {
+		var kickers []api.Kicker
+		if n.mqtt != nil {
+			kickers = append(kickers, n.mqtt)
+		}
+		fh := fhir.NewHandler(fhir.Config{Store: n.store, Now: cfg.Now, Logger: log, OnDeviceChanged: n.pipeline.InvalidateDevice})
+		h := api.New(api.Config{
+			Store: n.store, Ingest: n.pipeline, FHIR: fh, Ready: n.readyErr, Kickers: kickers, Now: cfg.Now, Logger: log,
+			Metrics: promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}),
+		})
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("start HTTP listener: %w", err)
+		}
+		n.httpLn = ln
+		n.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("HTTP server stopped", "err", err)
+			}
+		}()
+		addrs.HTTP = dialable(ln.Addr())
+	}
+	if err := writeListenFile(cfg.DataDir, addrs); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.ready = true
+	n.mu.Unlock()
+	log.Info("tend is listening", "http", orOff(addrs.HTTP), "mqtt", orOff(addrs.MQTT), "mllp", orOff(addrs.MLLP), "data", cfg.DataDir)
+	return nil
+}
+
+// Close stops everything in the reverse order of Start.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	n.ready = false
+	n.mu.Unlock()
+	var errs []error
+	if n.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, n.http.Shutdown(ctx))
+		cancel()
+	}
+	if n.mqtt != nil {
+		errs = append(errs, n.mqtt.Close())
+	}
+	if n.mllp != nil {
+		errs = append(errs, n.mllp.Close())
+	}
+	if n.commit != nil {
+		errs = append(errs, n.commit.Close())
+	}
+	if n.recorder != nil {
+		errs = append(errs, n.recorder.Close())
+	}
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.wg.Wait()
+	if n.stream != nil {
+		errs = append(errs, n.stream.Close())
+	}
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (n *Node) readyErr() error {
+	n.mu.Lock()
+	ready := n.ready
+	n.mu.Unlock()
+	if !ready {
+		return errors.New("starting")
+	}
+	if err := n.stream.Ready(); err != nil {
+		return fmt.Errorf("stream: %w", err)
+	}
+	return nil
+}
+
+// Store exposes the node's store (tests and operator commands).
+func (n *Node) Store() store.Store { return n.store }
+
+func openStore(cfg Config) (store.Store, error) {
+	u := cfg.StoreURL
+	switch {
+	case u == "":
+		return sqlite.Open(filepath.Join(cfg.DataDir, "tend.db"))
+	case strings.HasPrefix(u, "sqlite:"):
+		return sqlite.Open(strings.TrimPrefix(strings.TrimPrefix(u, "sqlite:"), "//"))
+	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
+		return nil, errors.New("the PostgreSQL store is not available in this version; omit --store to use SQLite in the data directory")
+	}
+	return nil, fmt.Errorf("--store %q: use sqlite:PATH or postgres://...", redactURL(u))
+}
+
+// redactURL hides a password in a connection URL before it is shown.
+func redactURL(u string) string {
+	if at := strings.LastIndex(u, "@"); at >= 0 {
+		if scheme := strings.Index(u, "://"); scheme >= 0 && scheme < at {
+			return u[:scheme+3] + "…@" + u[at+1:]
+		}
+	}
+	return u
+}
+
+// dialable turns a wildcard listen address into one a local client can dial.
+func dialable(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func orOff(s string) string {
+	if s == "" {
+		return Off
+	}
+	return s
+}
+
+// writeListenFile writes DIR/listen.json atomically so a reader never sees
+// half a file.
+func writeListenFile(dir string, a Addrs) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, ".listen.json.tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write listen.json: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(dir, "listen.json"))
+}
+
+// Addrs returns the bound listener addresses.
+func (n *Node) Addrs() Addrs {
+	var a Addrs
+	if n.httpLn != nil {
+		a.HTTP = dialable(n.httpLn.Addr())
+	}
+	if n.mqtt != nil {
+		a.MQTT = dialable(n.mqtt.ListenAddr())
+	}
+	if n.mllp != nil {
+		a.MLLP = dialable(n.mllp.ListenAddr())
+	}
+	return a
+}
