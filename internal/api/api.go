@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/tendhealth/tend/internal/auth"
 	"github.com/tendhealth/tend/internal/ingest"
 	"github.com/tendhealth/tend/internal/store"
 )
@@ -24,14 +23,14 @@ type Kicker interface {
 
 // Config is what the HTTP API needs; the node wires it.
 type Config struct {
-	Store    store.Store
-	Ingest   *ingest.Pipeline
-	FHIR     http.Handler  // served under /fhir/ for admin and integration tokens
-	Metrics  http.Handler  // /metrics
-	Ready    func() error  // nil when ready to accept data
-	Kickers  []Kicker      // protocol front ends holding device connections
-	Now      func() time.Time
-	Logger   *slog.Logger
+	Store   store.Store
+	Ingest  *ingest.Pipeline
+	FHIR    http.Handler // served under /fhir/ for admin and integration tokens
+	Metrics http.Handler // /metrics
+	Ready   func() error // nil when ready to accept data
+	Kickers []Kicker     // protocol front ends holding device connections
+	Now     func() time.Time
+	Logger  *slog.Logger
 }
 
 // Handler is the root HTTP handler.

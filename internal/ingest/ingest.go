@@ -48,7 +48,7 @@ type Request struct {
 // Rejection is a payload refused for a reason the sender can act on. Reason
 // is safe to show to the sender; the payload is already dead-lettered.
 type Rejection struct {
-	Status     int   // HTTP status that fits the reason
+	Status     int // HTTP status that fits the reason
 	Reason     string
 	DeadLetter int64 // id in the dead-letter store, 0 if not kept (replays)
 }

@@ -42,9 +42,9 @@ type conn struct {
 	clientID      string
 	username      string
 	keepAlive     time.Duration
-	problemInfo   bool // 5.0: client accepts reason strings on acks
-	clientMaxSize int  // 5.0: client's Maximum Packet Size, 0 = unlimited
-	authenticated atomic.Bool
+	problemInfo   bool        // 5.0: client accepts reason strings on acks
+	clientMaxSize int         // 5.0: client's Maximum Packet Size, 0 = unlimited
+	identified    atomic.Bool // username is set
 
 	free    chan *slot   // idle slots
 	acks    chan *slot   // slots in arrival order, for the writer
@@ -203,9 +203,17 @@ func (c *conn) handshake() bool {
 		return refuse(0x04, reasonBadCredentials)
 	}
 	c.username = string(cp.username)
+	// Visible to Disconnect from here on, so a credential rotation that
+	// races with this check still closes the connection.
+	c.identified.Store(true)
 	actx, cancel := context.WithDeadline(s.ctx, deadline)
 	err = s.Auth.Authenticate(actx, c.clientID, c.username, cp.password)
 	cancel()
+	select {
+	case <-c.quit:
+		return false
+	default:
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrBadCredentials):
@@ -226,7 +234,6 @@ func (c *conn) handshake() bool {
 			c.clientMaxSize = int(v)
 		}
 	}
-	c.authenticated.Store(true)
 	c.srv.register(c)
 	c.w.Write(appendConnack(nil, c.level, false, 0, s.MaxInflight, s.MaxPacketSize, assigned))
 	if err := c.w.Flush(); err != nil {

@@ -219,7 +219,7 @@ func (s *Server) Disconnect(username string) int {
 	var victims []*conn
 	s.mu.Lock()
 	for c := range s.conns {
-		if c.authenticated.Load() && c.username == username {
+		if c.identified.Load() && c.username == username {
 			victims = append(victims, c)
 		}
 	}

@@ -23,6 +23,8 @@ func TestEndToEnd(t *testing.T) {
 	c.token = testToken
 
 	t.Run("health", func(t *testing.T) {
+		c, anon := c.with(t), anon.with(t)
+		_, _ = c, anon
 		anon.must(200, "GET", "/healthz", "", nil)
 		anon.must(200, "GET", "/readyz", "", nil)
 		if code, b := anon.do("GET", "/metrics", "", nil); code != 200 || !strings.Contains(string(b), "go_goroutines") {
@@ -30,6 +32,8 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("deny by default", func(t *testing.T) {
+		c, anon := c.with(t), anon.with(t)
+		_, _ = c, anon
 		for _, path := range []string{"/fhir/Patient", "/api/v1/deadletters", "/fhir/Observation?patient=x"} {
 			if code, _ := anon.do("GET", path, "", nil); code != 401 {
 				t.Errorf("GET %s without token: %d, want 401", path, code)
@@ -43,9 +47,12 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	e := enrol(c, "e2e-1")
-	t0 := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	t0 := time.Now().Add(time.Second).Truncate(time.Second) // readings after the binding began
+	time.Sleep(time.Until(t0))
 
 	t.Run("mqtt paho", func(t *testing.T) {
+		c, anon := c.with(t), anon.with(t)
+		_, _ = c, anon
 		cl, err := mqttConnect(t, addrs.MQTT, e.device, e.secret)
 		if err != nil {
 			t.Fatalf("connect: %v", err)
@@ -82,6 +89,8 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("mosquitto_pub", func(t *testing.T) {
+		c, anon := c.with(t), anon.with(t)
+		_, _ = c, anon
 		if _, err := exec.LookPath("mosquitto_pub"); err != nil {
 			t.Skip("mosquitto_pub not installed (Debian package mosquitto-clients); .ci/run installs it")
 		}
@@ -109,6 +118,8 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("http json and cbor", func(t *testing.T) {
+		c, anon := c.with(t), anon.with(t)
+		_, _ = c, anon
 		dev := api{t: t, base: c.base, token: e.secret}
 		before := countObs(c, e.patient, "")
 		dev.must(202, "POST", "/api/v1/devices/"+e.device+"/obs", "application/senml+json",
@@ -141,13 +152,15 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("bad input is refused and dead-lettered", func(t *testing.T) {
+		c, anon := c.with(t), anon.with(t)
+		_, _ = c, anon
 		dev := api{t: t, base: c.base, token: e.secret}
 		obs := "/api/v1/devices/" + e.device + "/obs"
 		now := time.Now().Unix()
 		cases := []struct {
 			name, ctype, body string
-			status          int
-			reason          string
+			status            int
+			reason            string
 		}{
 			{"malformed json", "application/senml+json", `[{"n":"8867-4",`, 400, ""},
 			{"unknown code", "application/senml+json", fmt.Sprintf(`[{"n":"hartrate","v":1,"t":%d}]`, now), 400, "hartrate"},
@@ -176,6 +189,8 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("unbound device, bind, replay", func(t *testing.T) {
+		c, anon := c.with(t), anon.with(t)
+		_, _ = c, anon
 		d := c.must(201, "POST", "/fhir/Device", "application/fhir+json", []byte(`{"resourceType":"Device","manufacturer":"Acme"}`))
 		did := d["id"].(string)
 		secret := c.must(200, "POST", "/api/v1/devices/"+did+"/credentials", "", nil)["secret"].(string)
@@ -203,6 +218,8 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("topic of another device", func(t *testing.T) {
+		c, anon := c.with(t), anon.with(t)
+		_, _ = c, anon
 		other := enrol(c, "e2e-2")
 		cl, err := mqttConnect(t, addrs.MQTT, e.device, e.secret)
 		if err != nil {
@@ -222,6 +239,8 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("credential rotation closes connections", func(t *testing.T) {
+		c, anon := c.with(t), anon.with(t)
+		_, _ = c, anon
 		cl, err := mqttConnect(t, addrs.MQTT, e.device, e.secret)
 		if err != nil {
 			t.Fatal(err)

@@ -84,6 +84,9 @@ func (c api) do(method, path, ctype string, body []byte) (int, []byte) {
 	return resp.StatusCode, b
 }
 
+// with returns c reporting to t (each subtest has its own).
+func (c api) with(t testing.TB) api { c.t = t; return c }
+
 // must runs a request that has to answer with status want and decodes JSON.
 func (c api) must(want int, method, path, ctype string, body []byte) map[string]any {
 	c.t.Helper()
@@ -92,7 +95,7 @@ func (c api) must(want int, method, path, ctype string, body []byte) map[string]
 		c.t.Fatalf("%s %s: status %d, want %d: %s", method, path, code, want, b)
 	}
 	var m map[string]any
-	if len(b) > 0 && json.Unmarshal(b, &m) != nil {
+	if len(b) > 0 && (b[0] == '{' || b[0] == '[') && json.Unmarshal(b, &m) != nil {
 		c.t.Fatalf("%s %s: not JSON: %s", method, path, b)
 	}
 	return m
@@ -159,8 +162,8 @@ func senmlHR(base time.Time, n int, hr float64) []byte {
 		if i > 0 {
 			b.WriteString(",")
 		}
-		ms := base.UnixMilli() + int64(i)
-		fmt.Fprintf(&b, `{"n":"8867-4","u":"/min","v":%g,"t":%d.%03d}`, hr+float64(i%50), ms/1000, ms%1000)
+		us := base.UnixMicro() + int64(i)*10 // 10 µs apart: many readings stay within the future limit
+		fmt.Fprintf(&b, `{"n":"8867-4","u":"/min","v":%g,"t":%d.%06d}`, hr+float64(i%50), us/1e6, us%1e6)
 	}
 	b.WriteString("]")
 	return []byte(b.String())

@@ -123,12 +123,20 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.stream.Start(ctx); err != nil {
 		return fmt.Errorf("start stream: %w", err)
 	}
-	n.commit = &commit.Committer{Pub: n.stream, Subject: "tend.readings.all", MaxBatch: 4096, MaxInflight: 4, Registerer: n.registry}
+	commitMetrics, err := commit.NewMetrics(n.registry)
+	if err != nil {
+		return err
+	}
+	n.commit = &commit.Committer{Pub: n.stream, Subject: stream.DefaultSubject, Metrics: commitMetrics}
 	if err := n.commit.Start(runCtx); err != nil {
 		return fmt.Errorf("start group commit: %w", err)
 	}
 	n.pipeline = ingest.NewPipeline(n.store, n.commit, cfg.Now, log, n.registry)
-	n.recorder = &recorder.Recorder{Stream: n.stream, Store: n.store, Durable: "store-writer", Logger: log, Now: cfg.Now, Registerer: n.registry,
+	recorderMetrics, err := recorder.NewMetrics(n.registry)
+	if err != nil {
+		return err
+	}
+	n.recorder = &recorder.Recorder{Stream: n.stream, Store: n.store, Logger: log, Now: cfg.Now, Metrics: recorderMetrics,
 		OnPoison: func(data []byte, perr error) {
 			dl := &store.DeadLetter{Received: cfg.Now().UTC(), Source: "stream", ContentType: "application/x-tend-batch", Payload: data,
 				Reason: "stream message could not be decoded: " + perr.Error()}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"mime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -216,6 +217,12 @@ func normalise(recs []rawRecord, now time.Time, lim Limits) ([]Measurement, erro
 		}
 		if r.Name == nil && r.Unit == nil && r.Value == nil && r.StringValue == nil && r.BoolValue == nil &&
 			r.DataValue == nil && r.Sum == nil && r.Time == nil && r.UpdateTime == nil {
+			if r.BaseName == nil && r.BaseTime == nil && r.BaseUnit == nil && r.BaseValue == nil &&
+				r.BaseSum == nil && r.BaseVersion == nil {
+				// Labels are case-sensitive: {"N":..,"V":..} lands here
+				// rather than being skipped as an extension.
+				return nil, recordErr(i, "", "has no SenML fields (labels are lower case: n, v, u, t)")
+			}
 			// A record of base fields only sets context for the records
 			// after it; it carries no reading.
 			continue
@@ -241,8 +248,8 @@ func normalise(recs []rawRecord, now time.Time, lim Limits) ([]Measurement, erro
 			return nil, recordErr(i, "n", "unknown name %q", clip(name))
 		}
 		if code.IsPanel() {
-			return nil, recordErr(i, "n", "%q names the %s panel; send its parts (%s) as separate records",
-				clip(name), code.Display, strings.Join(code.Components, ", "))
+			return nil, recordErr(i, "n", "%q names the panel %s; send its parts (%s) as separate records",
+				clip(name), code.LOINC, strings.Join(code.Components, ", "))
 		}
 
 		var value float64
@@ -271,8 +278,8 @@ func normalise(recs []rawRecord, now time.Time, lim Limits) ([]Measurement, erro
 			return nil, &Error{Record: i, Field: "u", Msg: err.Error(), err: err}
 		}
 		if value < code.Min || value > code.Max {
-			return nil, recordErr(i, "v", "value is outside the possible range %g–%g %s for %s (%s)",
-				code.Min, code.Max, code.Unit, code.LOINC, code.Display)
+			return nil, recordErr(i, "v", "value is outside the possible range %s–%s %s for %s (%s)",
+				fmtNum(code.Min), fmtNum(code.Max), code.Unit, code.LOINC, code.Display)
 		}
 
 		t := bt
@@ -360,9 +367,9 @@ func resolveTime(t float64, now time.Time, nowSec, maxFuture, maxPast float64, l
 	}
 	switch {
 	case abs-nowSec > maxFuture:
-		return time.Time{}, fmt.Sprintf("time %s is more than %s in the future", fmtSec(abs), lim.MaxFuture)
+		return time.Time{}, fmt.Sprintf("time %s is more than %s in the future", fmtSec(abs), fmtDuration(lim.MaxFuture))
 	case nowSec-abs > maxPast:
-		return time.Time{}, fmt.Sprintf("time %s is more than %s in the past", fmtSec(abs), lim.MaxPast)
+		return time.Time{}, fmt.Sprintf("time %s is more than %s in the past", fmtSec(abs), fmtDuration(lim.MaxPast))
 	}
 	// Beyond these bounds the conversions below would overflow; only limits
 	// far wider than any sane configuration reach them.
@@ -457,6 +464,16 @@ func mergeBloodPressure(parts []resolved, out []Measurement, origin []int) ([]Me
 // checkDuplicates rejects two readings of one code at one time: downstream
 // they share an idempotency key, so one would silently replace the other.
 func checkDuplicates(out []Measurement, origin []int) error {
+	if len(out) <= 16 { // typical packs: pairwise beats building a map
+		for i := 1; i < len(out); i++ {
+			for j := 0; j < i; j++ {
+				if out[i].Code == out[j].Code && out[i].Time.Equal(out[j].Time) {
+					return recordErr(origin[i], "t", "repeats %s at the same time as record %d", out[i].Code, origin[j])
+				}
+			}
+		}
+		return nil
+	}
 	type key struct {
 		code string
 		time time.Time
@@ -471,6 +488,18 @@ func checkDuplicates(out []Measurement, origin []int) error {
 	}
 	return nil
 }
+
+// fmtDuration writes whole days as days ("366 days") and anything else in
+// Go's notation ("5m0s").
+func fmtDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d >= day && d%day == 0 {
+		return fmt.Sprintf("%d days", d/day)
+	}
+	return d.String()
+}
+
+func fmtNum(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
 // clip keeps echoed input short in error messages.
 func clip(s string) string {

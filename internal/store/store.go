@@ -92,7 +92,7 @@ type Query struct {
 	Codes   []string  // LOINC codes; empty means every code
 	From    time.Time // inclusive; zero means unbounded
 	To      time.Time // exclusive; zero means unbounded
-	Limit   int       // 0 means no limit
+	Limit   int       // 0 means no limit; ties in time are ordered by observation id
 	Offset  int
 	Oldest  bool // oldest first; the default is newest first
 }
@@ -130,7 +130,8 @@ type Store interface {
 
 	// CreateDevice and UpdateDevice record a binding change at `at` when
 	// Device.Patient differs from the current binding: the open binding is
-	// closed at `at` and a new one opened there.
+	// closed at `at` and a new one opened there. History is append-only: a
+	// change before the latest recorded boundary is ErrConflict.
 	CreateDevice(ctx context.Context, d *Device, at time.Time) error
 	UpdateDevice(ctx context.Context, d *Device, at time.Time) error
 	Device(ctx context.Context, id string) (Device, error)
@@ -144,20 +145,25 @@ type Store interface {
 	PutToken(ctx context.Context, t Token) error
 	TokenByHash(ctx context.Context, hash []byte) (Token, error)
 	CreateUser(ctx context.Context, u User) error
+	User(ctx context.Context, id string) (User, error) // ErrNotFound if absent; id is the sign-in name
 	CountUsers(ctx context.Context, role Role) (int, error)
 	CountTokens(ctx context.Context, role Role) (int, error)
 
 	// Append stores readings durably (committed and synced when it returns)
 	// and returns how many were new; a reading whose patient, device, code
-	// and time are already stored is skipped.
+	// and time are already stored is skipped (the first delivery wins). The
+	// whole batch is refused if any reading lacks a patient or code, has a
+	// zero time or no finite value.
 	Append(ctx context.Context, rs []reading.Reading) (int, error)
 	Samples(ctx context.Context, q Query) ([]Sample, error)
 	CountSamples(ctx context.Context, q Query) (int, error) // ignores Limit/Offset
 	Sample(ctx context.Context, id string) (Sample, error)
 	Latest(ctx context.Context, patient string) ([]Sample, error) // newest per code, ordered by code
+	// Downsample returns the non-empty buckets of [from, to), oldest first;
+	// panels are summarised by their first component.
 	Downsample(ctx context.Context, patient, code string, from, to time.Time, step time.Duration) ([]Bucket, error)
 
-	AddDeadLetter(ctx context.Context, d *DeadLetter) error // sets ID
+	AddDeadLetter(ctx context.Context, d *DeadLetter) error                           // sets ID
 	DeadLetters(ctx context.Context, limit int, beforeID int64) ([]DeadLetter, error) // newest first
 	DeadLetter(ctx context.Context, id int64) (DeadLetter, error)
 	MarkReplayed(ctx context.Context, id int64, at time.Time) error

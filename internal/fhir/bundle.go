@@ -1,0 +1,161 @@
+package fhir
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"strconv"
+
+	"github.com/tendhealth/tend/internal/store"
+)
+
+// Bundle is a searchset Bundle.
+type Bundle struct {
+	ResourceType string        `json:"resourceType"`
+	Type         string        `json:"type"`
+	Total        int           `json:"total"`
+	Link         []BundleLink  `json:"link,omitempty"`
+	Entry        []BundleEntry `json:"entry,omitempty"`
+}
+
+// BundleLink is a paging link.
+type BundleLink struct {
+	Relation string `json:"relation"`
+	URL      string `json:"url"`
+}
+
+// BundleEntry is one search result or the outcome of the search.
+type BundleEntry struct {
+	FullURL  string          `json:"fullUrl,omitempty"`
+	Resource json.RawMessage `json:"resource"`
+	Search   *EntrySearch    `json:"search,omitempty"`
+}
+
+// EntrySearch says why an entry is in a searchset.
+type EntrySearch struct {
+	Mode string `json:"mode"`
+}
+
+// baseURL is the absolute server root as the client addressed it. Only
+// r.Host and r.TLS are trusted; forwarded headers are not, since the proxy
+// setup is unknown here.
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// searchset builds a Bundle with paging links for a page at offset of
+// count entries out of total.
+// Ignored parameters are left out of the links, which show the search as
+// it was actually performed.
+func searchset(r *http.Request, total, count, offset int, countOnly bool, warnings, ignored []string) Bundle {
+	b := Bundle{ResourceType: "Bundle", Type: "searchset", Total: total}
+	used := r.URL.Query()
+	for _, name := range ignored {
+		used.Del(name)
+	}
+	page := func(off int) string {
+		q := maps.Clone(used)
+		q.Set("_count", strconv.Itoa(count))
+		q.Set("_offset", strconv.Itoa(off))
+		return baseURL(r) + r.URL.Path + "?" + q.Encode()
+	}
+	if countOnly {
+		b.Link = []BundleLink{{Relation: "self", URL: baseURL(r) + r.URL.Path + "?" + used.Encode()}}
+	} else {
+		b.Link = []BundleLink{{Relation: "self", URL: page(offset)}}
+		if count > 0 && offset+count < total {
+			b.Link = append(b.Link, BundleLink{Relation: "next", URL: page(offset + count)})
+		}
+		if offset > 0 && count > 0 {
+			b.Link = append(b.Link, BundleLink{Relation: "previous", URL: page(max(0, offset-count))})
+		}
+	}
+	if len(warnings) > 0 {
+		oo := OperationOutcome{ResourceType: "OperationOutcome"}
+		for _, w := range warnings {
+			oo.Issue = append(oo.Issue, Issue{Severity: "warning", Code: "not-supported", Diagnostics: w})
+		}
+		raw, _ := json.Marshal(oo)
+		b.Entry = append(b.Entry, BundleEntry{Resource: raw, Search: &EntrySearch{Mode: "outcome"}})
+	}
+	return b
+}
+
+func (b *Bundle) addMatch(fullURL string, resource []byte) {
+	b.Entry = append(b.Entry, BundleEntry{FullURL: fullURL, Resource: json.RawMessage(resource), Search: &EntrySearch{Mode: "match"}})
+}
+
+func (h *handler) searchObservations(w http.ResponseWriter, r *http.Request) error {
+	s, err := ParseObservationSearch(r.URL.Query(), strictHandling(r))
+	if err != nil {
+		return err
+	}
+	var samples []store.Sample
+	total := 0
+	if !s.NoMatch {
+		if total, err = h.store.CountSamples(r.Context(), s.Query()); err != nil {
+			return fmt.Errorf("count observations: %w", err)
+		}
+		if !s.CountOnly && s.Offset < total {
+			if samples, err = h.store.Samples(r.Context(), s.Query()); err != nil {
+				return fmt.Errorf("search observations: %w", err)
+			}
+		}
+	}
+	b := searchset(r, total, s.Count, s.Offset, s.CountOnly, s.Warnings, s.Ignored)
+	for _, sm := range samples {
+		raw, err := json.Marshal(RenderObservation(sm))
+		if err != nil {
+			return fmt.Errorf("render observation: %w", err)
+		}
+		b.addMatch(baseURL(r)+"/fhir/Observation/"+sm.ID, raw)
+	}
+	writeJSON(w, http.StatusOK, b)
+	return nil
+}
+
+func (h *handler) readObservation(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "Observation")
+	if err != nil {
+		return err
+	}
+	s, err := h.store.Sample(r.Context(), id)
+	if err != nil {
+		return fmt.Errorf("read observation: %w", err)
+	}
+	writeJSON(w, http.StatusOK, RenderObservation(s))
+	return nil
+}
+
+func (h *handler) searchPatients(w http.ResponseWriter, r *http.Request) error {
+	s, err := ParsePatientSearch(r.URL.Query(), strictHandling(r))
+	if err != nil {
+		return err
+	}
+	limit := s.Count
+	if s.CountOnly {
+		// The store has no count-only call for patients; ask for one row.
+		limit = 1
+	}
+	patients, total, err := h.store.Patients(r.Context(), s.Identifier, limit, s.Offset)
+	if err != nil {
+		return fmt.Errorf("search patients: %w", err)
+	}
+	b := searchset(r, total, s.Count, s.Offset, s.CountOnly, s.Warnings, s.Ignored)
+	if !s.CountOnly {
+		for _, p := range patients {
+			raw, err := renderStored("Patient", p.ID, p.Resource, p.Version, p.Updated)
+			if err != nil {
+				return err
+			}
+			b.addMatch(baseURL(r)+"/fhir/Patient/"+p.ID, raw)
+		}
+	}
+	writeJSON(w, http.StatusOK, b)
+	return nil
+}

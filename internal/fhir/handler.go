@@ -1,0 +1,389 @@
+// Package fhir serves Tend's FHIR R4 REST endpoints: Patient and Device
+// (create, read, update; Patient search by identifier), Observation read and
+// search over stored readings rendered per the R4 vital-signs profile, and
+// the CapabilityStatement. Authentication happens before these handlers.
+//
+// Ids are assigned by the server on POST; PUT updates an existing resource
+// only (404 when absent), so clients cannot claim ids ahead of the server.
+package fhir
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tendhealth/tend/internal/store"
+)
+
+const (
+	contentTypeFHIR = "application/fhir+json"
+	// maxBody bounds request bodies: a Patient or Device is a few kB.
+	maxBody = 1 << 20
+)
+
+// Config wires the handler.
+type Config struct {
+	Store  store.Store
+	Now    func() time.Time // default time.Now
+	Logger *slog.Logger     // default slog.Default()
+	// OnDeviceChanged, when set, is called after a Device is written so the
+	// ingest path can drop its cached binding.
+	OnDeviceChanged func(id string)
+	// NewID returns a fresh resource id; default 16 random hex digits.
+	NewID func() string
+}
+
+type handler struct {
+	store    store.Store
+	now      func() time.Time
+	log      *slog.Logger
+	onDevice func(string)
+	newID    func() string
+	mux      *http.ServeMux
+}
+
+// NewHandler returns the FHIR API, to be mounted at /fhir/.
+func NewHandler(cfg Config) http.Handler {
+	h := &handler{store: cfg.Store, now: cfg.Now, log: cfg.Logger, onDevice: cfg.OnDeviceChanged, newID: cfg.NewID, mux: http.NewServeMux()}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if h.newID == nil {
+		h.newID = randomID
+	}
+	// Patterns carry no method so that a wrong method gets a FHIR 405
+	// with Allow rather than the mux's plain-text one.
+	h.route("/fhir/metadata", map[string]handlerFunc{http.MethodGet: h.metadata})
+	h.route("/fhir/Patient", map[string]handlerFunc{http.MethodGet: h.searchPatients, http.MethodPost: h.createPatient})
+	h.route("/fhir/Patient/{id}", map[string]handlerFunc{http.MethodGet: h.readPatient, http.MethodPut: h.updatePatient})
+	h.route("/fhir/Patient/{id}/_history/{vid}", map[string]handlerFunc{http.MethodGet: h.readPatient})
+	h.route("/fhir/Device", map[string]handlerFunc{http.MethodPost: h.createDevice})
+	h.route("/fhir/Device/{id}", map[string]handlerFunc{http.MethodGet: h.readDevice, http.MethodPut: h.updateDevice})
+	h.route("/fhir/Device/{id}/_history/{vid}", map[string]handlerFunc{http.MethodGet: h.readDevice})
+	h.route("/fhir/Observation", map[string]handlerFunc{http.MethodGet: h.searchObservations})
+	h.route("/fhir/Observation/{id}", map[string]handlerFunc{http.MethodGet: h.readObservation})
+	h.mux.HandleFunc("/fhir/", func(w http.ResponseWriter, r *http.Request) {
+		h.writeError(w, r, errorf(http.StatusNotFound, "not-supported", "no such FHIR endpoint"))
+	})
+	return h.mux
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (h *handler) route(pattern string, methods map[string]handlerFunc) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut} {
+		if _, ok := methods[m]; ok {
+			allow = append(allow, m)
+		}
+	}
+	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		method := r.Method
+		if method == http.MethodHead {
+			method = http.MethodGet
+		}
+		fn, ok := methods[method]
+		if !ok {
+			h.writeError(w, r, &Error{Status: http.StatusMethodNotAllowed, Code: "not-supported",
+				Msg: r.Method + " is not supported here", Err: allowError(strings.Join(allow, ", "))})
+			return
+		}
+		if err := fn(w, r); err != nil {
+			h.writeError(w, r, err)
+		}
+	})
+}
+
+func randomID() string {
+	var b [8]byte
+	rand.Read(b[:]) // never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
+
+// readBody enforces the media type and size limit and returns the body.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (mt != contentTypeFHIR && mt != "application/json") {
+		return nil, errorf(http.StatusUnsupportedMediaType, "not-supported", "Content-Type must be application/fhir+json or application/json")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, errorf(http.StatusRequestEntityTooLarge, "too-costly", "request body exceeds %d bytes", maxBody)
+		}
+		return nil, &Error{Status: http.StatusBadRequest, Code: "structure", Msg: "could not read request body", Err: err}
+	}
+	return body, nil
+}
+
+// strictHandling reports Prefer: handling=strict.
+func strictHandling(r *http.Request) bool {
+	for _, v := range r.Header.Values("Prefer") {
+		for _, part := range strings.Split(v, ",") {
+			k, val, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if strings.EqualFold(k, "handling") && strings.EqualFold(strings.Trim(val, `"`), "strict") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// pathID validates a logical id from the URL; an id that cannot exist is
+// simply not found.
+func pathID(r *http.Request, resourceType string) (string, error) {
+	id := r.PathValue("id")
+	if !validID(id) {
+		return "", errorf(http.StatusNotFound, "not-found", "%s not found", resourceType)
+	}
+	return id, nil
+}
+
+// checkVersion handles vread (/_history/{vid}): only the current version
+// is kept, so any other is reported as not found.
+func checkVersion(r *http.Request, resourceType string, version int) error {
+	vid := r.PathValue("vid")
+	if vid == "" {
+		return nil
+	}
+	if vid != strconv.Itoa(version) {
+		return errorf(http.StatusNotFound, "not-found", "%s version not found; only the current version is kept", resourceType)
+	}
+	return nil
+}
+
+// checkIfMatch compares If-Match (W/"n") against the current version. The
+// check and the write are separate store calls, so two racing updates with
+// the same If-Match can both succeed; the store has no conditional update.
+func checkIfMatch(r *http.Request, version int) error {
+	m := r.Header.Get("If-Match")
+	if m == "" {
+		return nil
+	}
+	if strings.Trim(strings.TrimPrefix(m, "W/"), `"`) != strconv.Itoa(version) {
+		return errorf(http.StatusPreconditionFailed, "conflict", "If-Match does not match the current version")
+	}
+	return nil
+}
+
+func writeResource(w http.ResponseWriter, status int, resourceType, id string, version int, updated time.Time, body []byte) {
+	w.Header().Set("Content-Type", contentTypeFHIR)
+	w.Header().Set("ETag", fmt.Sprintf(`W/"%d"`, version))
+	w.Header().Set("Last-Modified", updated.UTC().Format(http.TimeFormat))
+	if status == http.StatusCreated {
+		w.Header().Set("Location", fmt.Sprintf("/fhir/%s/%s/_history/%d", resourceType, id, version))
+	}
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}
+
+// --- Patient ---
+
+func (h *handler) createPatient(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	obj, err := decodeResource(body, "Patient")
+	if err != nil {
+		return err
+	}
+	ids, err := obj.identifiers()
+	if err != nil {
+		return err
+	}
+	id := h.newID()
+	p := store.Patient{ID: id, Identifiers: ids, Resource: obj.stamp("Patient", id, 0, time.Time{})}
+	if err := h.store.CreatePatient(r.Context(), &p); err != nil {
+		return fmt.Errorf("create patient: %w", err)
+	}
+	return h.respondPatient(w, http.StatusCreated, p)
+}
+
+func (h *handler) updatePatient(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "Patient")
+	if err != nil {
+		return err
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	obj, err := decodeResource(body, "Patient")
+	if err != nil {
+		return err
+	}
+	if err := checkBodyID(obj, id); err != nil {
+		return err
+	}
+	ids, err := obj.identifiers()
+	if err != nil {
+		return err
+	}
+	cur, err := h.store.Patient(r.Context(), id)
+	if err != nil {
+		return fmt.Errorf("update patient: %w", err)
+	}
+	if err := checkIfMatch(r, cur.Version); err != nil {
+		return err
+	}
+	p := store.Patient{ID: id, Identifiers: ids, Resource: obj.stamp("Patient", id, 0, time.Time{})}
+	if err := h.store.UpdatePatient(r.Context(), &p); err != nil {
+		return fmt.Errorf("update patient: %w", err)
+	}
+	return h.respondPatient(w, http.StatusOK, p)
+}
+
+func (h *handler) readPatient(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "Patient")
+	if err != nil {
+		return err
+	}
+	p, err := h.store.Patient(r.Context(), id)
+	if err != nil {
+		return fmt.Errorf("read patient: %w", err)
+	}
+	if err := checkVersion(r, "Patient", p.Version); err != nil {
+		return err
+	}
+	return h.respondPatient(w, http.StatusOK, p)
+}
+
+func (h *handler) respondPatient(w http.ResponseWriter, status int, p store.Patient) error {
+	body, err := renderStored("Patient", p.ID, p.Resource, p.Version, p.Updated)
+	if err != nil {
+		return err
+	}
+	writeResource(w, status, "Patient", p.ID, p.Version, p.Updated, body)
+	return nil
+}
+
+func checkBodyID(obj object, id string) error {
+	var bodyID string
+	if err := obj.decodeField("id", &bodyID); err != nil {
+		return err
+	}
+	if bodyID != "" && bodyID != id {
+		return invalid("resource id does not match the URL")
+	}
+	return nil
+}
+
+// --- Device ---
+
+func (h *handler) createDevice(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	obj, d, err := h.parseDevice(r.Context(), body)
+	if err != nil {
+		return err
+	}
+	d.ID = h.newID()
+	d.Resource = obj.stamp("Device", d.ID, 0, time.Time{})
+	if err := h.store.CreateDevice(r.Context(), &d, h.now()); err != nil {
+		return fmt.Errorf("create device: %w", err)
+	}
+	h.deviceChanged(d.ID)
+	return h.respondDevice(w, http.StatusCreated, d)
+}
+
+func (h *handler) updateDevice(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "Device")
+	if err != nil {
+		return err
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	obj, d, err := h.parseDevice(r.Context(), body)
+	if err != nil {
+		return err
+	}
+	if err := checkBodyID(obj, id); err != nil {
+		return err
+	}
+	cur, err := h.store.Device(r.Context(), id)
+	if err != nil {
+		return fmt.Errorf("update device: %w", err)
+	}
+	if err := checkIfMatch(r, cur.Version); err != nil {
+		return err
+	}
+	d.ID = id
+	d.Resource = obj.stamp("Device", id, 0, time.Time{})
+	if err := h.store.UpdateDevice(r.Context(), &d, h.now()); err != nil {
+		return fmt.Errorf("update device: %w", err)
+	}
+	h.deviceChanged(id)
+	return h.respondDevice(w, http.StatusOK, d)
+}
+
+func (h *handler) deviceChanged(id string) {
+	if h.onDevice != nil {
+		h.onDevice(id)
+	}
+}
+
+// parseDevice validates a Device body, including that its patient exists.
+func (h *handler) parseDevice(ctx context.Context, body []byte) (object, store.Device, error) {
+	obj, err := decodeResource(body, "Device")
+	if err != nil {
+		return nil, store.Device{}, err
+	}
+	ids, err := obj.identifiers()
+	if err != nil {
+		return nil, store.Device{}, err
+	}
+	patient, err := devicePatient(obj)
+	if err != nil {
+		return nil, store.Device{}, err
+	}
+	if patient != "" {
+		if _, err := h.store.Patient(ctx, patient); errors.Is(err, store.ErrNotFound) {
+			return nil, store.Device{}, errorf(http.StatusUnprocessableEntity, "processing", "Device.patient references a patient that does not exist")
+		} else if err != nil {
+			return nil, store.Device{}, fmt.Errorf("check device patient: %w", err)
+		}
+	}
+	return obj, store.Device{Identifiers: ids, Patient: patient}, nil
+}
+
+func (h *handler) readDevice(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "Device")
+	if err != nil {
+		return err
+	}
+	d, err := h.store.Device(r.Context(), id)
+	if err != nil {
+		return fmt.Errorf("read device: %w", err)
+	}
+	if err := checkVersion(r, "Device", d.Version); err != nil {
+		return err
+	}
+	return h.respondDevice(w, http.StatusOK, d)
+}
+
+func (h *handler) respondDevice(w http.ResponseWriter, status int, d store.Device) error {
+	body, err := renderStored("Device", d.ID, d.Resource, d.Version, d.Updated)
+	if err != nil {
+		return err
+	}
+	writeResource(w, status, "Device", d.ID, d.Version, d.Updated, body)
+	return nil
+}

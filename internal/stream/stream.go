@@ -1,0 +1,420 @@
+// Package stream is Tend's durable stream of readings: NATS JetStream, either
+// embedded in the process (single node) or an external cluster (scale-out).
+// Both modes use the same client code; only how the connection is made
+// differs.
+//
+// Durability: a Publish returns only after the JetStream PubAck, that is
+// after the message is stored. The embedded server runs with SyncAlways, so
+// "stored" means fsynced — JetStream's default lazy fsync acknowledges writes
+// it can lose on power failure. External clusters must be configured by the
+// operator (sync_interval: always, or replicas 3 across failure domains).
+//
+// Retention: the stream uses the limits policy so several consumers (store
+// writer, rules, live fan-out) can read the same messages independently.
+// Messages are kept for MaxAge (7 days by default) and, when MaxBytes is set,
+// new publishes are refused once the stream is full (discard new) instead of
+// silently dropping the oldest, possibly unconsumed, messages. A refused
+// publish is an error to the ingest path, which then does not acknowledge the
+// device, so nothing acknowledged is ever lost short of a consumer being
+// down longer than MaxAge.
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Names of the stream and its subjects.
+const (
+	StreamName = "TEND_READINGS"
+	Subjects   = "tend.readings.>"
+	// DefaultSubject is where readings are published until patients are
+	// partitioned across subjects in scale-out mode.
+	DefaultSubject = "tend.readings.all"
+)
+
+// MaxMessageSize is the largest message the stream accepts (and the embedded
+// server's max payload).
+const MaxMessageSize = 8 << 20
+
+const (
+	defaultMaxAge     = 7 * 24 * time.Hour
+	duplicateWindow   = 2 * time.Minute
+	defaultAckWait    = 30 * time.Second
+	readyTimeout      = 2 * time.Second
+	serverStartWait   = 30 * time.Second
+	maxHandlerBackoff = 5 * time.Second
+)
+
+// ErrNotStarted is returned by methods called before Start or after Close.
+var ErrNotStarted = errors.New("stream not started")
+
+// Config configures a Stream.
+type Config struct {
+	Dir      string        // embedded store directory (embedded mode only)
+	URLs     []string      // external NATS servers; empty means embedded
+	Replicas int           // stream replicas; 0 means 1 (use 3 for clusters)
+	MaxBytes int64         // stream size limit; 0 means unlimited (disk-bound)
+	MaxAge   time.Duration // 0 means 7 days
+	// AckWait is how long a delivered, unacknowledged message waits before
+	// redelivery; 0 means 30 s. It must exceed the slowest store append.
+	AckWait time.Duration
+	Logger  *slog.Logger
+	// Registerer receives the stream metrics; nil means no metrics.
+	Registerer prometheus.Registerer
+}
+
+// Stream is a connection to the readings stream.
+type Stream struct {
+	cfg Config
+	log *slog.Logger
+
+	publishSeconds prometheus.Histogram
+
+	mu     sync.Mutex
+	ns     *server.Server // nil in external mode
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	closed bool
+}
+
+// New returns an unstarted Stream; it has no side effects.
+func New(cfg Config) *Stream {
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = defaultMaxAge
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = defaultAckWait
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Stream{cfg: cfg, log: log.With("component", "stream")}
+}
+
+// Start connects (starting the embedded server first in embedded mode) and
+// creates or updates the stream.
+func (s *Stream) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.nc != nil {
+		return errors.New("stream: already started")
+	}
+	if err := s.registerMetrics(); err != nil {
+		return err
+	}
+	var nc *nats.Conn
+	var ns *server.Server
+	var err error
+	if len(s.cfg.URLs) == 0 {
+		ns, nc, err = s.startEmbedded()
+	} else {
+		nc, err = s.connectExternal()
+	}
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err == nil {
+		err = s.ensureStream(ctx, js)
+	}
+	if err != nil {
+		nc.Close()
+		if ns != nil {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}
+		return err
+	}
+	s.ns, s.nc, s.js = ns, nc, js
+	return nil
+}
+
+func (s *Stream) registerMetrics() error {
+	if s.cfg.Registerer == nil || s.publishSeconds != nil {
+		return nil
+	}
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tend_stream_publish_seconds",
+		Help:    "Time from publish to JetStream acknowledgement (stored, and fsynced when embedded).",
+		Buckets: []float64{0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+	})
+	if err := s.cfg.Registerer.Register(h); err != nil {
+		return fmt.Errorf("stream: register metrics: %w", err)
+	}
+	s.publishSeconds = h
+	return nil
+}
+
+func (s *Stream) startEmbedded() (*server.Server, *nats.Conn, error) {
+	if s.cfg.Dir == "" {
+		return nil, nil, errors.New("stream: embedded mode needs a store directory")
+	}
+	opts := &server.Options{
+		ServerName: "tend-embedded",
+		DontListen: true, // in-process connections only; no TCP port
+		JetStream:  true,
+		StoreDir:   s.cfg.Dir,
+		SyncAlways: true, // fsync every write before the PubAck
+		MaxPayload: MaxMessageSize,
+		NoSigs:     true, // the host process owns signal handling
+		NoLog:      true,
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stream: configure embedded server: %w", err)
+	}
+	ns.SetLoggerV2(serverLog{s.log.With("server", "nats")}, false, false, false)
+	go ns.Start()
+	if !ns.ReadyForConnections(serverStartWait) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, nil, errors.New("stream: embedded server did not become ready")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tend"))
+	if err != nil {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, nil, fmt.Errorf("stream: connect to embedded server: %w", err)
+	}
+	return ns, nc, nil
+}
+
+func (s *Stream) connectExternal() (*nats.Conn, error) {
+	log := s.log
+	nc, err := nats.Connect(strings.Join(s.cfg.URLs, ","),
+		nats.Name("tend"),
+		nats.MaxReconnects(-1), // never give up: the stream is the durability point
+		nats.ReconnectWait(500*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("disconnected from NATS", "err", err)
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			log.Info("reconnected to NATS", "server", c.ConnectedUrlRedacted())
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("stream: connect to NATS: %w", err)
+	}
+	return nc, nil
+}
+
+func (s *Stream) streamConfig() jetstream.StreamConfig {
+	maxBytes := s.cfg.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = -1
+	}
+	return jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "Tend readings, durable before acknowledgement",
+		Subjects:    []string{Subjects},
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.cfg.Replicas,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew, // refuse rather than drop unconsumed data
+		MaxAge:      s.cfg.MaxAge,
+		MaxBytes:    maxBytes,
+		MaxMsgs:     -1,
+		MaxMsgSize:  MaxMessageSize,
+		Duplicates:  duplicateWindow,
+	}
+}
+
+func (s *Stream) ensureStream(ctx context.Context, js jetstream.JetStream) error {
+	if _, err := js.CreateOrUpdateStream(ctx, s.streamConfig()); err != nil {
+		return fmt.Errorf("stream: create or update %s: %w", StreamName, err)
+	}
+	return nil
+}
+
+func (s *Stream) jetStream() (jetstream.JetStream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.js == nil || s.closed {
+		return nil, ErrNotStarted
+	}
+	return s.js, nil
+}
+
+// Publish stores data on subject and returns after the JetStream
+// acknowledgement. msgID deduplicates retries within the duplicate window.
+func (s *Stream) Publish(ctx context.Context, subject string, data []byte, msgID string) error {
+	js, err := s.jetStream()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	opts = append(opts, jetstream.WithExpectStream(StreamName))
+	if _, err := js.Publish(ctx, subject, data, opts...); err != nil {
+		return fmt.Errorf("stream: publish to %s: %w", subject, err)
+	}
+	if s.publishSeconds != nil {
+		s.publishSeconds.Observe(time.Since(start).Seconds())
+	}
+	return nil
+}
+
+// Consume reads the stream through the durable pull consumer named durable,
+// handing handle up to maxBatch message bodies at a time: whatever is
+// available, without waiting for a full batch. On a nil return every message
+// of the batch is acknowledged; on an error they are negatively acknowledged
+// with a growing delay and Consume pauses for that delay, so a failing
+// handler is retried but never spun on. Messages are never dropped
+// (MaxDeliver is unlimited); unacknowledged ones are redelivered after
+// AckWait or a restart. Consume returns nil once ctx is done.
+func (s *Stream) Consume(ctx context.Context, durable string, maxBatch int, handle func(ctx context.Context, msgs [][]byte) error) error {
+	js, err := s.jetStream()
+	if err != nil {
+		return err
+	}
+	if durable == "" {
+		return errors.New("stream: consume needs a durable name")
+	}
+	if maxBatch <= 0 {
+		maxBatch = 64
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
+		Durable:       durable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 16 * maxBatch,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		FilterSubject: Subjects,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("stream: create consumer %q: %w", durable, err)
+	}
+
+	// The client prefetches into msgs; the loop below takes the first message
+	// blocking and then only what is already there, so a lone reading is
+	// handled at once and a backlog is handled in large batches.
+	msgs := make(chan jetstream.Msg, maxBatch)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+		}
+	}, jetstream.PullMaxMessages(2*maxBatch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		s.log.Debug("consume", "durable", durable, "err", err)
+	}))
+	if err != nil {
+		return fmt.Errorf("stream: consume %q: %w", durable, err)
+	}
+	defer cc.Stop()
+
+	batch := make([]jetstream.Msg, 0, maxBatch)
+	bodies := make([][]byte, 0, maxBatch)
+	failures := 0
+	for {
+		batch, bodies = batch[:0], bodies[:0]
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-msgs:
+			batch = append(batch, m)
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			default:
+				break fill
+			}
+		}
+		for _, m := range batch {
+			bodies = append(bodies, m.Data())
+		}
+		if err := handle(ctx, bodies); err != nil {
+			failures++
+			delay := backoff(failures)
+			s.log.Warn("batch handler failed; will redeliver", "durable", durable, "messages", len(batch), "retry_in", delay, "err", err)
+			for _, m := range batch {
+				if err := m.NakWithDelay(delay); err != nil {
+					s.log.Debug("nak", "err", err) // redelivered after AckWait anyway
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(delay):
+			}
+			continue
+		}
+		failures = 0
+		for _, m := range batch {
+			if err := m.Ack(); err != nil {
+				s.log.Debug("ack", "err", err) // redelivered; consumers deduplicate
+			}
+		}
+	}
+}
+
+// backoff is 100 ms doubling per consecutive failure, capped.
+func backoff(failures int) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 1; i < failures && d < maxHandlerBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxHandlerBackoff)
+}
+
+// Ready reports nil when connected and the stream exists.
+func (s *Stream) Ready() error {
+	s.mu.Lock()
+	nc, js, closed := s.nc, s.js, s.closed
+	s.mu.Unlock()
+	if nc == nil || closed {
+		return ErrNotStarted
+	}
+	if !nc.IsConnected() {
+		return errors.New("stream: not connected to NATS")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	if _, err := js.Stream(ctx, StreamName); err != nil {
+		return fmt.Errorf("stream: %s unavailable: %w", StreamName, err)
+	}
+	return nil
+}
+
+// Close disconnects and, in embedded mode, shuts the server down. It is safe
+// to call more than once.
+func (s *Stream) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	if s.ns != nil {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+	}
+	return nil
+}
