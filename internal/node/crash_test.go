@@ -59,7 +59,7 @@ func TestCrashSafety(t *testing.T) {
 	rounds := 5
 	var e enrolled
 	var seq atomic.Int64 // reading index; reading i has time base + i ms
-	var base time.Time // after the binding began
+	var base time.Time   // after the binding began
 	var mu sync.Mutex
 	acked := map[int64]bool{}
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
