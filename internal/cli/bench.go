@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -74,10 +75,11 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "started Tend in-process (data in %s)\n", dir)
 	}
 	res, err := bench.Run(ctx, cfg)
-	if err != nil {
+	if err != nil && !errors.Is(err, bench.ErrLost) {
 		fmt.Fprintln(stderr, "tend bench:", err)
 		return 1
 	}
+	printResult(stdout, res)
 	if *record != "" {
 		row := res.Markdown(time.Now().UTC().Format("2006-01-02"), commitID(), machine(), "tend bench "+strings.Join(args, " "))
 		if err := bench.AppendToFile(*record, row); err != nil {
@@ -86,11 +88,22 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "recorded in %s\n", *record)
 	}
-	if res.Lost > 0 {
-		fmt.Fprintf(stderr, "tend bench: %d acknowledged readings were not stored\n", res.Lost)
+	if err != nil {
+		fmt.Fprintln(stderr, "tend bench:", err)
 		return 1
 	}
 	return 0
+}
+
+func printResult(w io.Writer, r bench.Result) {
+	fmt.Fprintf(w, "\n%s: %d devices × %d readings/message for %s\n", r.Proto, r.Devices, r.PerMessage, r.Duration)
+	fmt.Fprintf(w, "  acked readings/s   %.0f\n", r.Rate)
+	fmt.Fprintf(w, "  ack latency        p50 %s  p99 %s  max %s\n", r.AckP50, r.AckP99, r.AckMax)
+	fmt.Fprintf(w, "  publish→stored     p50 %s  p99 %s\n", r.StoredP50, r.StoredP99)
+	fmt.Fprintf(w, "  acked (all phases) %d, stored %d, lost %d, errors %d\n", r.AckedTotal, r.Stored, r.Lost, r.Errors)
+	if b := r.Baseline; b != nil {
+		fmt.Fprintf(w, "  baseline %s: %.0f readings/s, ack p50 %s p99 %s; Tend/baseline = %.2f\n", b.Addr, b.Rate, b.AckP50, b.AckP99, b.Ratio)
+	}
 }
 
 func commitID() string {

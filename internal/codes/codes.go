@@ -61,7 +61,7 @@ const (
 var table = []Code{
 	{LOINC: HeartRate, Display: "Heart rate", MDC: "MDC_ECG_HEART_RATE", MDCCode: 147842, Unit: "/min",
 		Aliases: []string{"hr", "heart_rate", "heartrate"}, Min: 0, Max: 350},
-	{LOINC: PulseRate, Display: "Heart rate Peripheral artery by Palpation", MDC: "MDC_PULS_OXIM_PULS_RATE", MDCCode: 149530, Unit: "/min",
+	{LOINC: PulseRate, Display: "Heart rate by Pulse oximetry", MDC: "MDC_PULS_OXIM_PULS_RATE", MDCCode: 149530, Unit: "/min",
 		Aliases: []string{"pr", "pulse", "pulse_rate"}, Min: 0, Max: 350},
 	// 2708-6 (arterial O2 saturation) is accepted as an alias because the
 	// FHIR R4 vital-signs profile lists it next to 59408-5 for SpO2.
