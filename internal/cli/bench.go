@@ -39,7 +39,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(fs.Output(), "Usage: tend bench [flags]\n\nDrives Tend through its external contract and reports acked readings/s,\nack latency and publish→stored latency.\n\nFlags (each also TEND_<FLAG>):")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		if err == flag.ErrHelp {
 			return 0
 		}

@@ -91,8 +91,17 @@ func Version() string {
 }
 
 // parseFlags parses args into fs after applying TEND_* environment
-// variables, so that the command line overrides the environment.
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// variables, so that the command line overrides the environment. Help that
+// was asked for goes to stdout; usage after a mistake stays on stderr.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			fs.SetOutput(stdout)
+		}
+		if a == "--" {
+			break
+		}
+	}
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		if err != nil {

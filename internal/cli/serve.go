@@ -29,7 +29,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 		fmt.Fprintln(fs.Output(), "\nTEND_BOOTSTRAP_TOKEN=<secret> registers that secret as an admin API token on a store with no admin yet.")
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		if err == flag.ErrHelp {
 			return 0
 		}

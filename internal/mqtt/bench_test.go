@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -16,7 +17,8 @@ import (
 // TCP flow control bound what is outstanding.
 func BenchmarkPublishQoS1(b *testing.B) {
 	const clients = 50
-	s := startServer(b, handlerFunc(func(context.Context, Message) error { return nil }))
+	var handled atomic.Int64
+	s := startServer(b, handlerFunc(func(context.Context, Message) error { handled.Add(1); return nil }))
 	payload := `[{"bn":"urn:dev:mac:0024befffe804ff1:","n":"8867-4","u":"/min","v":72,"t":1700000000}]`
 	conns := make([]*rawClient, clients)
 	for i := range conns {
@@ -69,6 +71,9 @@ func BenchmarkPublishQoS1(b *testing.B) {
 	close(errs)
 	for err := range errs {
 		b.Fatal(err)
+	}
+	if got, want := handled.Load(), int64(perClient*clients); got != want {
+		b.Fatalf("handler saw %d messages, want %d", got, want)
 	}
 	b.ReportMetric(float64(perClient*clients)/elapsed.Seconds(), "msgs/s")
 }

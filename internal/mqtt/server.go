@@ -9,7 +9,10 @@
 // filter because there is no downlink yet; will messages and retained flags
 // are accepted and ignored; sessions are not persisted (CONNACK session
 // present is always 0). MQTT 5.0 topic aliases and enhanced authentication
-// are refused cleanly (DISCONNECT 0x94, CONNACK 0x8C).
+// are refused cleanly (DISCONNECT 0x94, CONNACK 0x8C). A resent QoS 1
+// PUBLISH is handed over again (QoS 1 is at least once); downstream
+// deduplicates by the reading's idempotency key. A resent QoS 2 PUBLISH
+// whose PUBREL is still awaited on the same connection is not.
 //
 // Per connection there is one reader goroutine and one writer goroutine.
 // QoS 1/2 PUBLISHes are handed to the Handler concurrently, up to
@@ -33,6 +36,7 @@ import (
 // Authenticator checks CONNECT credentials (username = device id,
 // password = secret). It returns nil if they are good, ErrBadCredentials or
 // ErrNotAuthorized to refuse; any other error is answered "server unavailable".
+// password is only valid during the call: the server wipes it afterwards.
 type Authenticator interface {
 	Authenticate(ctx context.Context, clientID, username string, password []byte) error
 }

@@ -15,6 +15,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func pahoOptions(s *Server, clientID, user, pass string) *paho.ClientOptions {
@@ -582,7 +583,7 @@ func TestMosquittoPub(t *testing.T) {
 	s := startServer(t, rec)
 	_, port, _ := net.SplitHostPort(s.ListenAddr().String())
 	payload := `[{"bn":"urn:dev:dev:","n":"8867-4","u":"/min","v":72}]`
-	for _, version := range []string{"mqttv311", "mqttv5"} {
+	for _, version := range []string{"mqttv31", "mqttv311", "mqttv5"} {
 		for _, qos := range []string{"0", "1", "2"} {
 			t.Run(version+"/qos"+qos, func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -606,4 +607,77 @@ func TestMosquittoPub(t *testing.T) {
 	if err := cmd.Run(); err == nil {
 		t.Fatal("mosquitto_pub succeeded with a wrong secret")
 	}
+}
+
+func TestPrometheusMetrics(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	pm, err := NewPrometheusMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, handlerFunc(func(_ context.Context, m Message) error {
+		if m.Topic == "bad" {
+			return Reject(ReasonPayloadFormatInvalid, "bad")
+		}
+		return nil
+	}), func(s *Server) { s.Metrics = pm })
+	c := dialRaw(t, s)
+	c.connect(level311, "c", "dev", "secret", 0)
+	c.send(buildPublish(level311, 1, false, 1, "ok", "x", nil))
+	c.send(buildPublish(level311, 1, false, 2, "bad", "x", nil))
+	c.mustRead()
+	c.mustRead()
+	r := dialRaw(t, s)
+	r.connect(level311, "r", "dev", "wrong", 0)
+	r.expectClosed(2 * time.Second)
+	// The gauge drops once the refused connection is gone; wait for it.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		got := gatherValues(t, reg)
+		want := map[string]float64{
+			`tend_mqtt_connect_refused_total{code="4"}`:          1,
+			`tend_mqtt_connections_open{}`:                       1,
+			`tend_mqtt_publish_total{qos="1",result="ok"}`:       1,
+			`tend_mqtt_publish_total{qos="1",result="rejected"}`: 1,
+		}
+		diff := ""
+		for k, v := range want {
+			if got[k] != v {
+				diff += fmt.Sprintf("%s = %v, want %v\n", k, got[k], v)
+			}
+		}
+		if diff == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(diff)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// gatherValues flattens counters and gauges to "name{k="v",...}" -> value.
+func gatherValues(t *testing.T, g prometheus.Gatherer) map[string]float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			key := mf.GetName() + "{" + strings.Join(labels, ",") + "}"
+			switch {
+			case m.Counter != nil:
+				out[key] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[key] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out
 }
