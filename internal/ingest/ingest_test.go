@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tendhealth/tend/internal/mqtt"
 	"github.com/tendhealth/tend/internal/reading"
 	"github.com/tendhealth/tend/internal/store"
 	"github.com/tendhealth/tend/internal/store/sqlite"
@@ -130,5 +131,54 @@ func TestAttributionFollowsBindingHistory(t *testing.T) {
 	ds, err := st.DeadLetters(ctx, 10, 0)
 	if err != nil || len(ds) != 2 || ds[0].Device != "ghost" || ds[1].Reason == "" {
 		t.Fatalf("dead letters: %+v %v", ds, err)
+	}
+}
+
+func TestMQTTTopicsAndRejections(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	st.CreatePatient(ctx, &store.Patient{ID: "p", Resource: []byte(`{}`)})
+	if err := st.CreateDevice(ctx, &store.Device{ID: "dev", Patient: "p", Resource: []byte(`{}`)}, now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	a := MQTT{P: NewPipeline(st, rec, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)}
+	good := []byte(`[{"n":"spo2","u":"%","v":95}]`)
+	tests := []struct {
+		name, topic string
+		payload     []byte
+		code        byte // 0 = accepted
+	}{
+		{"own obs topic", "tend/v1/devices/dev/obs", good, 0},
+		{"another device", "tend/v1/devices/other/obs", good, 0x87},
+		{"prefix trick", "tend/v1/devices/dev2/obs", good, 0x87},
+		{"own unknown subtopic", "tend/v1/devices/dev/status", good, 0x90},
+		{"outside the tree", "hello", good, 0x87},
+		{"bad payload", "tend/v1/devices/dev/obs", []byte(`[{"n":"spo2","v":"x"}]`), 0x99},
+	}
+	for _, tc := range tests {
+		err := a.HandlePublish(ctx, mqtt.Message{Username: "dev", Topic: tc.topic, Payload: tc.payload, QoS: 1})
+		var rej *mqtt.RejectError
+		switch {
+		case tc.code == 0 && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.code != 0 && (!errors.As(err, &rej) || rej.Code != tc.code):
+			t.Errorf("%s: %v, want reject code %#x", tc.name, err, tc.code)
+		}
+	}
+	if len(rec.rs) != 1 || rec.rs[0].Value != 95 {
+		t.Fatalf("committed %+v", rec.rs)
+	}
+	ds, _ := st.DeadLetters(ctx, 100, 0)
+	if len(ds) != len(tests)-1 {
+		t.Fatalf("dead letters %d, want %d", len(ds), len(tests)-1)
+	}
+	if err := a.Authenticate(ctx, "c", "dev", []byte("x")); !errors.Is(err, mqtt.ErrBadCredentials) {
+		t.Fatalf("device without a secret: %v", err)
 	}
 }

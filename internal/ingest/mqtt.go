@@ -31,7 +31,8 @@ func (a MQTT) Authenticate(ctx context.Context, clientID, username string, passw
 // and reported through mqtt.Reject (MQTT 5 tells the device; MQTT 3.1.1 has
 // no per-message error, so the dead-letter store is the only record).
 func (a MQTT) HandlePublish(ctx context.Context, m mqtt.Message) error {
-	req := Request{Source: "mqtt", Device: m.Username, Payload: m.Payload}
+	// MQTT 5 may say the content type; 3.1.1 cannot, and the payload is sniffed.
+	req := Request{Source: "mqtt", Device: m.Username, Payload: m.Payload, ContentType: m.ContentType}
 	if want := TopicPrefix + m.Username + "/obs"; m.Topic != want {
 		code, reason := byte(0x90), fmt.Sprintf("topic %q is not supported; publish readings to %q", m.Topic, want)
 		if rest, ok := strings.CutPrefix(m.Topic, TopicPrefix); !ok || !strings.HasPrefix(rest, m.Username+"/") {

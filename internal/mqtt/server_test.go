@@ -531,26 +531,32 @@ func TestV5PublishProperties(t *testing.T) {
 }
 
 func TestReceiveMaximumBackpressure(t *testing.T) {
-	// With MaxInflight 2 the third PUBLISH is not handed over until one of
-	// the first two completes.
-	h := &blockingHandler{entered: make(chan Message, 3), release: make(chan error)}
-	s := startServer(t, h, func(s *Server) { s.MaxInflight = 2 })
+	// With MaxInflight 2 the third PUBLISH is not handed over until the
+	// first is acknowledged (in-flight means unacknowledged).
+	entered := make(chan string, 3)
+	release := map[string]chan error{"1": make(chan error, 1), "2": make(chan error, 1), "3": make(chan error, 1)}
+	s := startServer(t, handlerFunc(func(_ context.Context, m Message) error {
+		entered <- string(m.Payload)
+		return <-release[string(m.Payload)]
+	}), func(s *Server) { s.MaxInflight = 2 })
 	c := dialRaw(t, s)
 	c.connect(level311, "c", "dev", "secret", 0)
 	for i := 1; i <= 3; i++ {
-		c.send(buildPublish(level311, 1, false, uint16(i), "t", "x", nil))
+		c.send(buildPublish(level311, 1, false, uint16(i), "t", fmt.Sprint(i), nil))
 	}
-	<-h.entered
-	<-h.entered
+	<-entered
+	<-entered
+	release["2"] <- nil // done but not acknowledged: still in flight
 	select {
-	case <-h.entered:
-		t.Fatal("third message handed over beyond MaxInflight")
+	case m := <-entered:
+		t.Fatalf("message %s handed over beyond MaxInflight", m)
 	case <-time.After(200 * time.Millisecond):
 	}
-	h.release <- nil
-	<-h.entered
-	h.release <- nil
-	h.release <- nil
+	release["1"] <- nil
+	if m := <-entered; m != "3" {
+		t.Fatalf("entered %s, want 3", m)
+	}
+	release["3"] <- nil
 	for i := 1; i <= 3; i++ {
 		if hdr, b := c.mustRead(); hdr != typePuback<<4 || b[1] != byte(i) {
 			t.Fatalf("ack %d: %#x %x", i, hdr, b)
@@ -680,4 +686,33 @@ func gatherValues(t *testing.T, g prometheus.Gatherer) map[string]float64 {
 		}
 	}
 	return out
+}
+
+func TestStuckConnectionDoesNotBlockOthers(t *testing.T) {
+	stuck := make(chan struct{})
+	defer close(stuck)
+	entered := make(chan struct{}, 1)
+	s := startServer(t, handlerFunc(func(ctx context.Context, m Message) error {
+		if m.Topic == "stuck" {
+			entered <- struct{}{}
+			select {
+			case <-stuck:
+			case <-ctx.Done():
+			}
+		}
+		return nil
+	}), func(s *Server) { s.MaxInflight = 1 })
+	a := dialRaw(t, s)
+	a.connect(level311, "a", "dev-a", "secret", 0)
+	a.send(buildPublish(level311, 1, false, 1, "stuck", "x", nil))
+	a.send(buildPublish(level311, 1, false, 2, "t", "x", nil)) // waits behind the first
+	<-entered
+	b := dialRaw(t, s)
+	b.connect(level311, "b", "dev-b", "secret", 0)
+	for i := 1; i <= 3; i++ {
+		b.send(buildPublish(level311, 1, false, uint16(i), "t", "x", nil))
+		if h, body := b.mustRead(); h != typePuback<<4 || body[1] != byte(i) {
+			t.Fatalf("other device: %#x %x", h, body)
+		}
+	}
 }

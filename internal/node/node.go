@@ -151,7 +151,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	var addrs Addrs
 	if cfg.MQTTAddr != Off {
 		adapter := ingest.MQTT{P: n.pipeline}
-		n.mqtt = &mqtt.Server{Addr: cfg.MQTTAddr, Auth: adapter, Handler: adapter, Logger: log, Now: cfg.Now}
+		mm, err := mqtt.NewPrometheusMetrics(n.registry)
+		if err != nil {
+			return err
+		}
+		n.mqtt = &mqtt.Server{Addr: cfg.MQTTAddr, Auth: adapter, Handler: adapter, Logger: log, Now: cfg.Now, Metrics: mm}
 		if err := n.mqtt.Start(runCtx); err != nil {
 			n.mqtt = nil
 			return fmt.Errorf("start MQTT listener: %w", err)
