@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -239,5 +240,18 @@ func TestDeadLetterListingAndBinaryPayload(t *testing.T) {
 	}
 	if r, _ := f.do(t, "GET", "/api/v1/deadletters?limit=0", adminTok, "", ""); r.StatusCode != 400 {
 		t.Fatalf("limit=0: %d", r.StatusCode)
+	}
+}
+
+func TestUnauthenticatedPayloadIsNeverReplayed(t *testing.T) {
+	f := newFixture(t)
+	resp, m := f.do(t, "POST", "/api/v1/devices/d1/obs", "forged", "application/senml+json", `[{"n":"hr","v":200}]`)
+	if resp.StatusCode != 401 {
+		t.Fatalf("forged secret: %d", resp.StatusCode)
+	}
+	id := int(m["deadletter"].(float64))
+	resp, m = f.do(t, "POST", fmt.Sprintf("/api/v1/deadletters/%d/replay", id), adminTok, "", "")
+	if resp.StatusCode != 409 || len(f.commit.rs) != 0 {
+		t.Fatalf("replay of an unauthenticated payload: %d %v, committed %d", resp.StatusCode, m, len(f.commit.rs))
 	}
 }

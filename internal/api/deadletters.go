@@ -79,6 +79,9 @@ func (h *Handler) replayDeadLetter(w http.ResponseWriter, r *http.Request) error
 	if !d.Replayed.IsZero() {
 		return &Error{Status: http.StatusConflict, Detail: fmt.Sprintf("dead letter %d was already replayed at %s", d.ID, d.Replayed.Format(time.RFC3339))}
 	}
+	if d.Source == ingest.SourceUnauthenticated {
+		return &Error{Status: http.StatusConflict, Detail: "a payload whose sender failed authentication cannot be replayed; the device must send it again with its secret"}
+	}
 	n, err := h.cfg.Ingest.Replay(r.Context(), ingest.Request{Source: d.Source, Device: d.Device, ContentType: d.ContentType, Payload: d.Payload})
 	if rej, ok := err.(*ingest.Rejection); ok {
 		return &Error{Status: http.StatusUnprocessableEntity, Detail: "replay refused: " + rej.Reason}

@@ -30,6 +30,9 @@ func (h *Handler) postObservations(w http.ResponseWriter, r *http.Request) error
 		if !errors.Is(err, ingest.ErrBadCredentials) && !errors.Is(err, auth.ErrNoCredentials) && !isBearerError(err) {
 			return err
 		}
+		// Kept for the operator to see, but marked so it can never be
+		// replayed: nothing proves it came from the device it names.
+		req.Source = ingest.SourceUnauthenticated
 		return p.Reject(r.Context(), req, &ingest.Rejection{Status: http.StatusUnauthorized,
 			Reason: "authentication failed: send the device secret as Authorization: Bearer <secret>"})
 	}

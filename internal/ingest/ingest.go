@@ -37,6 +37,10 @@ type Committer interface {
 	Commit(ctx context.Context, rs []reading.Reading) error
 }
 
+// SourceUnauthenticated marks a dead letter whose sender failed
+// authentication; such payloads are never replayed.
+const SourceUnauthenticated = "unauthenticated"
+
 // Request is one payload as received from a device.
 type Request struct {
 	Source      string // "mqtt", "http", "replay"
