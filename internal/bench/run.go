@@ -115,11 +115,13 @@ func runTend(ctx context.Context, cfg Config) (Result, error) {
 }
 
 // waitStored polls the observation count of every bench patient until it
-// reaches what was acknowledged for its device, or the store timeout. It
-// returns the stored total and the shortfall.
+// reaches what was acknowledged for its device, or the store made no
+// progress for the store timeout (a store that is behind but catching up is
+// not losing data). It returns the stored total and the shortfall.
 func waitStored(ctx context.Context, api *apiClient, devs []benchDevice, expect []int64, cfg Config) (stored, lost int64, err error) {
 	got := make([]int64, len(devs))
 	deadline := cfg.Now().Add(cfg.StoreTimeout)
+	var prev int64 = -1
 	for {
 		var mu sync.Mutex
 		err := forEach(ctx, len(devs), cfg.SetupConcurrency, func(ctx context.Context, i int) error {
@@ -145,6 +147,9 @@ func waitStored(ctx context.Context, api *apiClient, devs []benchDevice, expect 
 		for i := range got {
 			stored += got[i]
 			lost += max(expect[i]-got[i], 0)
+		}
+		if stored > prev {
+			prev, deadline = stored, cfg.Now().Add(cfg.StoreTimeout)
 		}
 		if lost == 0 || !cfg.Now().Before(deadline) {
 			return stored, lost, nil
