@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -106,7 +107,26 @@ func printResult(w io.Writer, r bench.Result) {
 	}
 }
 
+// commitID names the source the running binary was built from: the VCS
+// stamp of `go build`, else the checkout's HEAD (for `go run`).
 func commitID() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		rev, dirty := "", false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if len(rev) >= 12 {
+			if dirty {
+				return rev[:12] + "+dirty"
+			}
+			return rev[:12]
+		}
+	}
 	out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
 	if err != nil {
 		return "unknown"
