@@ -5,7 +5,7 @@ FUZZTIME ?= 10s
 .PHONY: build test unit race fuzz bench vet
 
 build:
-	$(GO) build -o bin/tend ./cmd/tend
+	$(GO) build -buildvcs=auto -o bin/tend ./cmd/tend
 
 vet:
 	$(GO) vet ./...
