@@ -16,7 +16,7 @@ import (
 // fsync-always JetStream: 50 goroutines each committing 10 readings at a
 // time, as 50 busy device connections would.
 func BenchmarkCommitEmbedded(b *testing.B) {
-	s := stream.New(stream.Config{Dir: b.TempDir()})
+	s := stream.New(stream.Config{Dir: b.TempDir(), Durables: []string{"bench"}})
 	if err := s.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}

@@ -119,7 +119,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 
-	n.stream = stream.New(stream.Config{Dir: filepath.Join(cfg.DataDir, "stream"), URLs: cfg.NATSURLs, Logger: log, Registerer: n.registry})
+	n.stream = stream.New(stream.Config{Dir: filepath.Join(cfg.DataDir, "stream"), URLs: cfg.NATSURLs, Logger: log, Registerer: n.registry,
+		Durables: []string{recorder.DefaultDurable}})
 	if err := n.stream.Start(ctx); err != nil {
 		return fmt.Errorf("start stream: %w", err)
 	}

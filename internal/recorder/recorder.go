@@ -29,7 +29,8 @@ type Consumer interface {
 }
 
 const (
-	defaultDurable  = "tend-store-writer"
+	// DefaultDurable is the store writer's consumer name.
+	DefaultDurable  = "tend-store-writer"
 	defaultMaxBatch = 64
 	maxRetryBackoff = 10 * time.Second
 )
@@ -71,7 +72,7 @@ func (r *Recorder) Start(ctx context.Context) error {
 	}
 	r.started = true
 	if r.Durable == "" {
-		r.Durable = defaultDurable
+		r.Durable = DefaultDurable
 	}
 	if r.MaxBatch <= 0 {
 		r.MaxBatch = defaultMaxBatch

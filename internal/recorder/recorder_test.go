@@ -156,7 +156,7 @@ func TestHandle(t *testing.T) {
 // TestEndToEnd runs committer → embedded stream → recorder → store with a
 // store that fails at first, and checks nothing is lost or doubled.
 func TestEndToEnd(t *testing.T) {
-	s := stream.New(stream.Config{Dir: t.TempDir()})
+	s := stream.New(stream.Config{Dir: t.TempDir(), Durables: []string{DefaultDurable}})
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

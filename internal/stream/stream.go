@@ -9,14 +9,18 @@
 // it can lose on power failure. External clusters must be configured by the
 // operator (sync_interval: always, or replicas 3 across failure domains).
 //
-// Retention: the stream uses the limits policy so several consumers (store
-// writer, rules, live fan-out) can read the same messages independently.
-// Messages are kept for MaxAge (7 days by default) and, when MaxBytes is set,
-// new publishes are refused once the stream is full (discard new) instead of
-// silently dropping the oldest, possibly unconsumed, messages. A refused
-// publish is an error to the ingest path, which then does not acknowledge the
-// device, so nothing acknowledged is ever lost short of a consumer being
-// down longer than MaxAge.
+// Retention: the stream uses the interest policy: a message is removed once
+// every durable consumer (store writer, later rules and fan-out) has
+// acknowledged it, so the stream holds the backlog, not history (at 100k
+// readings/s, keeping consumed messages would cost hundreds of GB a day).
+// Because a message published while no consumer exists would be dropped at
+// once, the durable consumers named in Config.Durables are created in Start,
+// before anything can publish. Messages are kept at most MaxAge (7 days by
+// default) and, when MaxBytes is set, new publishes are refused once the
+// backlog is full (discard new) instead of silently dropping the oldest,
+// unconsumed, messages. A refused publish is an error to the ingest path,
+// which then does not acknowledge the device, so nothing acknowledged is
+// ever lost short of a consumer being down longer than MaxAge.
 package stream
 
 import (
@@ -48,12 +52,14 @@ const (
 const MaxMessageSize = 8 << 20
 
 const (
-	defaultMaxAge     = 7 * 24 * time.Hour
-	duplicateWindow   = 2 * time.Minute
-	defaultAckWait    = 30 * time.Second
-	readyTimeout      = 2 * time.Second
-	serverStartWait   = 30 * time.Second
-	maxHandlerBackoff = 5 * time.Second
+	defaultMaxAge = 7 * 24 * time.Hour
+	// defaultConsumeBatch is the fetch size a consumer is created with.
+	defaultConsumeBatch = 64
+	duplicateWindow     = 2 * time.Minute
+	defaultAckWait      = 30 * time.Second
+	readyTimeout        = 2 * time.Second
+	serverStartWait     = 30 * time.Second
+	maxHandlerBackoff   = 5 * time.Second
 )
 
 // ErrNotStarted is returned by methods called before Start or after Close.
@@ -69,7 +75,10 @@ type Config struct {
 	// AckWait is how long a delivered, unacknowledged message waits before
 	// redelivery; 0 means 30 s. It must exceed the slowest store append.
 	AckWait time.Duration
-	Logger  *slog.Logger
+	// Durables are the consumers created in Start so that interest exists
+	// before the first publish; Consume must use one of these names.
+	Durables []string
+	Logger   *slog.Logger
 	// Registerer receives the stream metrics; nil means no metrics.
 	Registerer prometheus.Registerer
 }
@@ -224,7 +233,7 @@ func (s *Stream) streamConfig() jetstream.StreamConfig {
 		Subjects:    []string{Subjects},
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.cfg.Replicas,
-		Retention:   jetstream.LimitsPolicy,
+		Retention:   jetstream.InterestPolicy,
 		Discard:     jetstream.DiscardNew, // refuse rather than drop unconsumed data
 		MaxAge:      s.cfg.MaxAge,
 		MaxBytes:    maxBytes,
@@ -234,9 +243,26 @@ func (s *Stream) streamConfig() jetstream.StreamConfig {
 	}
 }
 
+func (s *Stream) consumerConfig(durable string, maxBatch int) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       durable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 16 * maxBatch,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		FilterSubject: Subjects,
+	}
+}
+
 func (s *Stream) ensureStream(ctx context.Context, js jetstream.JetStream) error {
 	if _, err := js.CreateOrUpdateStream(ctx, s.streamConfig()); err != nil {
 		return fmt.Errorf("stream: create or update %s: %w", StreamName, err)
+	}
+	for _, d := range s.cfg.Durables {
+		if _, err := js.CreateOrUpdateConsumer(ctx, StreamName, s.consumerConfig(d, defaultConsumeBatch)); err != nil {
+			return fmt.Errorf("stream: create consumer %q: %w", d, err)
+		}
 	}
 	return nil
 }
@@ -289,17 +315,9 @@ func (s *Stream) Consume(ctx context.Context, durable string, maxBatch int, hand
 		return errors.New("stream: consume needs a durable name")
 	}
 	if maxBatch <= 0 {
-		maxBatch = 64
+		maxBatch = defaultConsumeBatch
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
-		Durable:       durable,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       s.cfg.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: 16 * maxBatch,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		FilterSubject: Subjects,
-	})
+	cons, err := js.CreateOrUpdateConsumer(ctx, StreamName, s.consumerConfig(durable, maxBatch))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

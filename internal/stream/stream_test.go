@@ -21,7 +21,7 @@ import (
 
 func startEmbedded(t *testing.T, dir string) *Stream {
 	t.Helper()
-	s := New(Config{Dir: dir})
+	s := New(Config{Durables: testDurables, Dir: dir})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.Start(ctx); err != nil {
@@ -30,6 +30,10 @@ func startEmbedded(t *testing.T, dir string) *Stream {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+// testDurables are the consumers the tests read with; under interest
+// retention they must exist before anything is published.
+var testDurables = []string{"order", "retry", "writer", "ext", "verify"}
 
 // collect consumes with durable until want bodies were seen or the timeout.
 func collect(t *testing.T, s *Stream, durable string, want int, timeout time.Duration) []string {
@@ -76,7 +80,7 @@ func TestEmbeddedDurabilitySettings(t *testing.T) {
 		got, want any
 	}{
 		{"storage", cfg.Storage, jetstream.FileStorage},
-		{"retention", cfg.Retention, jetstream.LimitsPolicy},
+		{"retention", cfg.Retention, jetstream.InterestPolicy},
 		{"discard", cfg.Discard, jetstream.DiscardNew},
 		{"replicas", cfg.Replicas, 1},
 		{"duplicates", cfg.Duplicates, 2 * time.Minute},
@@ -93,7 +97,7 @@ func TestEmbeddedDurabilitySettings(t *testing.T) {
 
 func TestPublishConsumeInOrder(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s := New(Config{Dir: t.TempDir(), Registerer: reg})
+	s := New(Config{Durables: testDurables, Dir: t.TempDir(), Registerer: reg})
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -164,11 +168,43 @@ func TestPublishRejects(t *testing.T) {
 	}
 }
 
+// TestConsumedMessagesAreRemoved checks interest retention: once the store
+// writer acknowledged a message, the stream no longer keeps it.
+func TestConsumedMessagesAreRemoved(t *testing.T) {
+	s := New(Config{Durables: []string{"writer"}, Dir: t.TempDir()})
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for i := 0; i < 10; i++ {
+		if err := s.Publish(ctx, "tend.readings.x", []byte{byte(i)}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := collect(t, s, "writer", 10, 10*time.Second); len(got) != 10 {
+		t.Fatalf("consumed %d, want 10", len(got))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := s.js.Stream(ctx, StreamName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := info.CachedInfo().State.Msgs; n == 0 {
+			return
+		} else if time.Now().After(deadline) {
+			t.Fatalf("stream still holds %d acknowledged messages", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestFullStreamRefusesNewMessages checks the discard-new policy: when
 // MaxBytes is reached, publishing fails rather than dropping old messages
 // that a consumer may not have stored yet.
 func TestFullStreamRefusesNewMessages(t *testing.T) {
-	s := New(Config{Dir: t.TempDir(), MaxBytes: 64 << 10})
+	s := New(Config{Durables: testDurables, Dir: t.TempDir(), MaxBytes: 64 << 10})
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +231,7 @@ func TestFullStreamRefusesNewMessages(t *testing.T) {
 }
 
 func TestNotStarted(t *testing.T) {
-	s := New(Config{Dir: t.TempDir()})
+	s := New(Config{Durables: testDurables, Dir: t.TempDir()})
 	if err := s.Ready(); !errors.Is(err, ErrNotStarted) {
 		t.Fatalf("Ready before Start = %v", err)
 	}
@@ -243,7 +279,7 @@ func TestHandlerErrorRedelivers(t *testing.T) {
 
 func TestUnackedRedeliveredAfterRestart(t *testing.T) {
 	dir := t.TempDir()
-	s := New(Config{Dir: dir, AckWait: time.Second})
+	s := New(Config{Durables: testDurables, Dir: dir, AckWait: time.Second})
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +302,7 @@ func TestUnackedRedeliveredAfterRestart(t *testing.T) {
 	cancel()
 	<-done
 
-	s2 := New(Config{Dir: dir, AckWait: time.Second})
+	s2 := New(Config{Durables: testDurables, Dir: dir, AckWait: time.Second})
 	if err := s2.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +326,7 @@ func TestExternalNATS(t *testing.T) {
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 
-	s := New(Config{URLs: []string{ns.ClientURL()}})
+	s := New(Config{Durables: testDurables, URLs: []string{ns.ClientURL()}})
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +335,7 @@ func TestExternalNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Starting twice against the same server must be idempotent.
-	s2 := New(Config{URLs: []string{ns.ClientURL()}})
+	s2 := New(Config{Durables: testDurables, URLs: []string{ns.ClientURL()}})
 	if err := s2.Start(context.Background()); err != nil {
 		t.Fatalf("second Start (update stream): %v", err)
 	}
@@ -328,7 +364,7 @@ func TestMain(m *testing.M) {
 // crashChild publishes from several goroutines forever, printing each
 // acknowledged message body; the parent kills it with SIGKILL.
 func crashChild(dir string) {
-	s := New(Config{Dir: dir})
+	s := New(Config{Durables: testDurables, Dir: dir})
 	if err := s.Start(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
