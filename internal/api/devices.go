@@ -27,7 +27,7 @@ func (h *Handler) postObservations(w http.ResponseWriter, r *http.Request) error
 		err = p.Authenticate(r.Context(), device, secret)
 	}
 	if err != nil {
-		if !errors.Is(err, ingest.ErrBadCredentials) && !errors.Is(err, auth.ErrNoCredentials) && !isBearerError(err) {
+		if !errors.Is(err, ingest.ErrBadCredentials) && !errors.Is(err, auth.ErrNoCredentials) && !errors.Is(err, auth.ErrNotBearer) {
 			return err
 		}
 		// Kept for the operator to see, but marked so it can never be
@@ -45,10 +45,6 @@ func (h *Handler) postObservations(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	return writeJSON(w, http.StatusAccepted, map[string]any{"accepted": n})
-}
-
-func isBearerError(err error) bool {
-	return err != nil && err.Error() == "authorization header is not a bearer token"
 }
 
 type credentials struct {

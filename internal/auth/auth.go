@@ -87,8 +87,11 @@ func PasswordMatches(password, encoded string) bool {
 	return subtle.ConstantTimeCompare(got, key) == 1
 }
 
-// ErrNoCredentials means the request carried no bearer token.
-var ErrNoCredentials = errors.New("no bearer token")
+// Errors of BearerToken: none given, or an Authorization header of another kind.
+var (
+	ErrNoCredentials = errors.New("no bearer token")
+	ErrNotBearer     = errors.New("authorization header is not a bearer token")
+)
 
 // BearerToken extracts the token of an "Authorization: Bearer ..." header.
 func BearerToken(r *http.Request) (string, error) {
@@ -98,7 +101,7 @@ func BearerToken(r *http.Request) (string, error) {
 	}
 	scheme, tok, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-		return "", errors.New("authorization header is not a bearer token")
+		return "", ErrNotBearer
 	}
 	return strings.TrimSpace(tok), nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,5 +113,25 @@ func TestServeFirstStart(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not stop on SIGTERM")
+	}
+}
+
+// TestServePortInUse: a busy port is a clear error naming the flag, and a
+// failed first start does not spend the one-time admin password.
+func TestServePortInUse(t *testing.T) {
+	t.Setenv("TEND_BOOTSTRAP_TOKEN", "")
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	code := Run([]string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--mqtt", busy.Addr().String(), "--mllp", "off"}, &out, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), "--mqtt "+busy.Addr().String()) || !strings.Contains(errOut.String(), "already in use") {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+	if strings.Contains(out.String(), "password") {
+		t.Fatalf("a failed start printed (and so used up) the admin password:\n%s", out.String())
 	}
 }

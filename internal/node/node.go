@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,9 +116,6 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if n.store, err = openStore(cfg); err != nil {
 		return err
 	}
-	if err := bootstrap(ctx, n.store, cfg); err != nil {
-		return err
-	}
 
 	n.stream = stream.New(stream.Config{Dir: filepath.Join(cfg.DataDir, "stream"), URLs: cfg.NATSURLs, Logger: log, Registerer: n.registry,
 		Durables: []string{recorder.DefaultDurable}})
@@ -159,7 +157,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		n.mqtt = &mqtt.Server{Addr: cfg.MQTTAddr, Auth: adapter, Handler: adapter, Logger: log, Now: cfg.Now, Metrics: mm}
 		if err := n.mqtt.Start(runCtx); err != nil {
 			n.mqtt = nil
-			return fmt.Errorf("start MQTT listener: %w", err)
+			return listenError("mqtt", cfg.MQTTAddr, err)
 		}
 		addrs.MQTT = dialable(n.mqtt.ListenAddr())
 	}
@@ -167,7 +165,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		n.mllp = &mllp.Server{Addr: cfg.MLLPAddr, Logger: log, Now: cfg.Now}
 		if err := n.mllp.Start(runCtx); err != nil {
 			n.mllp = nil
-			return err
+			return listenError("mllp", cfg.MLLPAddr, err)
 		}
 		addrs.MLLP = dialable(n.mllp.ListenAddr())
 	}
@@ -183,7 +181,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
-			return fmt.Errorf("start HTTP listener: %w", err)
+			return listenError("http", cfg.HTTPAddr, err)
 		}
 		n.httpLn = ln
 		n.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
@@ -196,6 +194,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			}
 		}()
 		addrs.HTTP = dialable(ln.Addr())
+	}
+	// Only now, with every listener bound, may a first start create the
+	// admin: a start that fails earlier must not use up the one-time password.
+	if err := bootstrap(ctx, n.store, cfg); err != nil {
+		return err
 	}
 	if err := writeListenFile(cfg.DataDir, addrs); err != nil {
 		return err
@@ -280,6 +283,14 @@ func redactURL(u string) string {
 		}
 	}
 	return u
+}
+
+// listenError says which flag to change when a listener cannot bind.
+func listenError(flag, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("--%s %s: the address is already in use (another server on that port?); choose another with --%s ADDR or disable it with --%s off", flag, addr, flag, flag)
+	}
+	return fmt.Errorf("--%s %s: %w", flag, addr, err)
 }
 
 // dialable turns a wildcard listen address into one a local client can dial.
