@@ -9,16 +9,18 @@
 // it can lose on power failure. External clusters must be configured by the
 // operator (sync_interval: always, or replicas 3 across failure domains).
 //
-// Retention: the stream uses the interest policy: a message is removed once
-// every durable consumer (store writer, later rules and fan-out) has
-// acknowledged it, so the stream holds the backlog, not history (at 100k
-// readings/s, keeping consumed messages would cost hundreds of GB a day).
-// Because a message published while no consumer exists would be dropped at
-// once, the durable consumers named in Config.Durables are created in Start,
-// before anything can publish. Messages are kept at most MaxAge (7 days by
-// default) and, when MaxBytes is set, new publishes are refused once the
-// backlog is full (discard new) instead of silently dropping the oldest,
-// unconsumed, messages. A refused publish is an error to the ingest path,
+// Retention: the stream holds the backlog, not history (at 100k readings/s,
+// keeping consumed messages would cost hundreds of GB a day). Every
+// CompactInterval the stream is purged below the ack floor of the slowest
+// durable consumer named in Config.Durables (store writer, later rules and
+// fan-out), which removes whole blocks at once. JetStream's interest
+// retention would do the same per message, but with fsync on every write
+// each removal costs an fsync, and the store writer then falls behind at a
+// few hundred messages a second. The durables are created in Start, before
+// anything can publish. Messages are kept at most MaxAge (7 days by default)
+// and, when MaxBytes is set, new publishes are refused once the backlog is
+// full (discard new) instead of silently dropping the oldest, unconsumed,
+// messages. A refused publish is an error to the ingest path,
 // which then does not acknowledge the device, so nothing acknowledged is
 // ever lost short of a consumer being down longer than MaxAge.
 package stream
@@ -28,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -75,10 +78,13 @@ type Config struct {
 	// AckWait is how long a delivered, unacknowledged message waits before
 	// redelivery; 0 means 30 s. It must exceed the slowest store append.
 	AckWait time.Duration
-	// Durables are the consumers created in Start so that interest exists
-	// before the first publish; Consume must use one of these names.
+	// Durables are the consumers created in Start; messages are purged once
+	// all of them have acknowledged them. Consume must use one of these names.
 	Durables []string
-	Logger   *slog.Logger
+	// CompactInterval is how often acknowledged messages are purged; 0 means
+	// 5 s.
+	CompactInterval time.Duration
+	Logger          *slog.Logger
 	// Registerer receives the stream metrics; nil means no metrics.
 	Registerer prometheus.Registerer
 }
@@ -95,6 +101,8 @@ type Stream struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	closed bool
+	stop   chan struct{} // closed by Close: stops the compactor
+	done   chan struct{} // closed when the compactor returned
 }
 
 // New returns an unstarted Stream; it has no side effects.
@@ -150,7 +158,59 @@ func (s *Stream) Start(ctx context.Context) error {
 		return err
 	}
 	s.ns, s.nc, s.js = ns, nc, js
+	s.stop, s.done = make(chan struct{}), make(chan struct{})
+	go s.compactLoop(js)
 	return nil
+}
+
+// compactLoop purges acknowledged messages every CompactInterval.
+func (s *Stream) compactLoop(js jetstream.JetStream) {
+	defer close(s.done)
+	interval := s.cfg.CompactInterval
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), interval)
+		if err := s.compact(ctx, js); err != nil {
+			s.log.Warn("stream compaction", "err", err)
+		}
+		cancel()
+	}
+}
+
+// compact purges every message that all durable consumers acknowledged.
+func (s *Stream) compact(ctx context.Context, js jetstream.JetStream) error {
+	if len(s.cfg.Durables) == 0 {
+		return nil
+	}
+	floor := uint64(math.MaxUint64)
+	for _, d := range s.cfg.Durables {
+		c, err := js.Consumer(ctx, StreamName, d)
+		if err != nil {
+			return fmt.Errorf("consumer %q: %w", d, err)
+		}
+		floor = min(floor, c.CachedInfo().AckFloor.Stream)
+	}
+	if floor == 0 {
+		return nil
+	}
+	st, err := js.Stream(ctx, StreamName)
+	if err != nil {
+		return err
+	}
+	if st.CachedInfo().State.FirstSeq > floor {
+		return nil // nothing acknowledged since the last purge
+	}
+	// Purge keeps floor+1 and later: everything below was acknowledged.
+	return st.Purge(ctx, jetstream.WithPurgeSequence(floor+1))
 }
 
 func (s *Stream) registerMetrics() error {
@@ -233,8 +293,8 @@ func (s *Stream) streamConfig() jetstream.StreamConfig {
 		Subjects:    []string{Subjects},
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.cfg.Replicas,
-		Retention:   jetstream.InterestPolicy,
-		Discard:     jetstream.DiscardNew, // refuse rather than drop unconsumed data
+		Retention:   jetstream.LimitsPolicy, // trimmed by compact, see the package doc
+		Discard:     jetstream.DiscardNew,   // refuse rather than drop unconsumed data
 		MaxAge:      s.cfg.MaxAge,
 		MaxBytes:    maxBytes,
 		MaxMsgs:     -1,
@@ -245,8 +305,10 @@ func (s *Stream) streamConfig() jetstream.StreamConfig {
 
 func (s *Stream) consumerConfig(durable string, maxBatch int) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       durable,
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		Durable: durable,
+		// One ack per batch: under interest retention every ack removes
+		// messages from a store that fsyncs each write.
+		AckPolicy:     jetstream.AckAllPolicy,
 		AckWait:       s.cfg.AckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: 16 * maxBatch,
@@ -344,7 +406,6 @@ func (s *Stream) Consume(ctx context.Context, durable string, maxBatch int, hand
 
 	batch := make([]jetstream.Msg, 0, maxBatch)
 	bodies := make([][]byte, 0, maxBatch)
-	failures := 0
 	for {
 		batch, bodies = batch[:0], bodies[:0]
 		select {
@@ -365,27 +426,26 @@ func (s *Stream) Consume(ctx context.Context, durable string, maxBatch int, hand
 		for _, m := range batch {
 			bodies = append(bodies, m.Data())
 		}
-		if err := handle(ctx, bodies); err != nil {
-			failures++
-			delay := backoff(failures)
-			s.log.Warn("batch handler failed; will redeliver", "durable", durable, "messages", len(batch), "retry_in", delay, "err", err)
-			for _, m := range batch {
-				if err := m.NakWithDelay(delay); err != nil {
-					s.log.Debug("nak", "err", err) // redelivered after AckWait anyway
-				}
+		// A failed batch is retried here, in order, until it is handled:
+		// the ack below acknowledges everything delivered before it, so no
+		// later message may be acknowledged while an earlier one is pending.
+		for failures := 1; ; failures++ {
+			err := handle(ctx, bodies)
+			if err == nil {
+				break
 			}
+			delay := backoff(failures)
+			s.log.Warn("batch handler failed; retrying", "durable", durable, "messages", len(batch), "retry_in", delay, "err", err)
 			select {
 			case <-ctx.Done():
 				return nil
 			case <-time.After(delay):
 			}
-			continue
 		}
-		failures = 0
-		for _, m := range batch {
-			if err := m.Ack(); err != nil {
-				s.log.Debug("ack", "err", err) // redelivered; consumers deduplicate
-			}
+		// Delivery order is preserved through msgs, so the last message has
+		// the highest delivery sequence of the batch.
+		if err := batch[len(batch)-1].Ack(); err != nil {
+			s.log.Debug("ack", "err", err) // redelivered after AckWait; consumers deduplicate
 		}
 	}
 }
@@ -427,6 +487,12 @@ func (s *Stream) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.stop != nil {
+		close(s.stop)
+		s.mu.Unlock()
+		<-s.done
+		s.mu.Lock()
+	}
 	if s.nc != nil {
 		s.nc.Close()
 	}

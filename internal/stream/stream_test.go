@@ -80,7 +80,7 @@ func TestEmbeddedDurabilitySettings(t *testing.T) {
 		got, want any
 	}{
 		{"storage", cfg.Storage, jetstream.FileStorage},
-		{"retention", cfg.Retention, jetstream.InterestPolicy},
+		{"retention", cfg.Retention, jetstream.LimitsPolicy},
 		{"discard", cfg.Discard, jetstream.DiscardNew},
 		{"replicas", cfg.Replicas, 1},
 		{"duplicates", cfg.Duplicates, 2 * time.Minute},
@@ -168,10 +168,11 @@ func TestPublishRejects(t *testing.T) {
 	}
 }
 
-// TestConsumedMessagesAreRemoved checks interest retention: once the store
-// writer acknowledged a message, the stream no longer keeps it.
+// TestConsumedMessagesAreRemoved checks compaction: once every durable
+// consumer acknowledged a message, the stream no longer keeps it, and what
+// one consumer has not yet taken stays.
 func TestConsumedMessagesAreRemoved(t *testing.T) {
-	s := New(Config{Durables: []string{"writer"}, Dir: t.TempDir()})
+	s := New(Config{Durables: []string{"writer", "slow"}, Dir: t.TempDir(), CompactInterval: 50 * time.Millisecond})
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -184,6 +185,17 @@ func TestConsumedMessagesAreRemoved(t *testing.T) {
 	}
 	if got := collect(t, s, "writer", 10, 10*time.Second); len(got) != 10 {
 		t.Fatalf("consumed %d, want 10", len(got))
+	}
+	time.Sleep(300 * time.Millisecond) // several compaction rounds
+	info, err := s.js.Stream(ctx, StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.CachedInfo().State.Msgs; n != 10 {
+		t.Fatalf("stream holds %d messages while consumer \"slow\" has taken none; want 10", n)
+	}
+	if got := collect(t, s, "slow", 10, 10*time.Second); len(got) != 10 {
+		t.Fatalf("slow consumer got %d, want 10", len(got))
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
