@@ -132,8 +132,12 @@ func countObs(c api, patient, code string) int {
 
 // waitObs polls until the patient has at least want observations.
 func waitObs(c api, patient string, want int) int {
+	return waitObsFor(c, patient, want, 20*time.Second)
+}
+
+func waitObsFor(c api, patient string, want int, timeout time.Duration) int {
 	c.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for {
 		n := countObs(c, patient, "")
 		if n >= want || time.Now().After(deadline) {
