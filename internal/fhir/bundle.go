@@ -52,32 +52,32 @@ func baseURL(r *http.Request) string {
 // count entries out of total.
 // Ignored parameters are left out of the links, which show the search as
 // it was actually performed.
-func searchset(r *http.Request, total, count, offset int, countOnly bool, warnings, ignored []string) Bundle {
+func searchset(r *http.Request, total int, p ResultParams) Bundle {
 	b := Bundle{ResourceType: "Bundle", Type: "searchset", Total: total}
 	used := r.URL.Query()
-	for _, name := range ignored {
+	for _, name := range p.Ignored {
 		used.Del(name)
 	}
 	page := func(off int) string {
 		q := maps.Clone(used)
-		q.Set("_count", strconv.Itoa(count))
+		q.Set("_count", strconv.Itoa(p.Count))
 		q.Set("_offset", strconv.Itoa(off))
 		return baseURL(r) + r.URL.Path + "?" + q.Encode()
 	}
-	if countOnly {
+	if p.CountOnly {
 		b.Link = []BundleLink{{Relation: "self", URL: baseURL(r) + r.URL.Path + "?" + used.Encode()}}
 	} else {
-		b.Link = []BundleLink{{Relation: "self", URL: page(offset)}}
-		if count > 0 && offset+count < total {
-			b.Link = append(b.Link, BundleLink{Relation: "next", URL: page(offset + count)})
+		b.Link = []BundleLink{{Relation: "self", URL: page(p.Offset)}}
+		if p.Count > 0 && p.Offset+p.Count < total {
+			b.Link = append(b.Link, BundleLink{Relation: "next", URL: page(p.Offset + p.Count)})
 		}
-		if offset > 0 && count > 0 {
-			b.Link = append(b.Link, BundleLink{Relation: "previous", URL: page(max(0, offset-count))})
+		if p.Offset > 0 && p.Count > 0 {
+			b.Link = append(b.Link, BundleLink{Relation: "previous", URL: page(max(0, p.Offset-p.Count))})
 		}
 	}
-	if len(warnings) > 0 {
+	if len(p.Warnings) > 0 {
 		oo := OperationOutcome{ResourceType: "OperationOutcome"}
-		for _, w := range warnings {
+		for _, w := range p.Warnings {
 			oo.Issue = append(oo.Issue, Issue{Severity: "warning", Code: "not-supported", Diagnostics: w})
 		}
 		raw, _ := json.Marshal(oo)
@@ -107,7 +107,7 @@ func (h *handler) searchObservations(w http.ResponseWriter, r *http.Request) err
 			}
 		}
 	}
-	b := searchset(r, total, s.Count, s.Offset, s.CountOnly, s.Warnings, s.Ignored)
+	b := searchset(r, total, s.ResultParams)
 	for _, sm := range samples {
 		raw, err := json.Marshal(RenderObservation(sm))
 		if err != nil {
@@ -146,7 +146,7 @@ func (h *handler) searchPatients(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("search patients: %w", err)
 	}
-	b := searchset(r, total, s.Count, s.Offset, s.CountOnly, s.Warnings, s.Ignored)
+	b := searchset(r, total, s.ResultParams)
 	if !s.CountOnly {
 		for _, p := range patients {
 			raw, err := renderStored("Patient", p.ID, p.Resource, p.Version, p.Updated)

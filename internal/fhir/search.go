@@ -36,19 +36,76 @@ type ObservationSearch struct {
 	Codes   []string  // LOINC codes; empty means every code (unless NoMatch)
 	From    time.Time // inclusive; zero means unbounded
 	To      time.Time // exclusive; zero means unbounded
-	Count   int
-	Offset  int
 	Oldest  bool
-	// CountOnly is _summary=count (or _count=0): the total and no entries.
-	CountOnly bool
 	// NoMatch is set when the criteria can match nothing (an unknown code
 	// system, disjoint date ranges, another category); the store is not
 	// asked, because an empty Codes list there means "every code".
 	NoMatch bool
+	ResultParams
+}
+
+// ResultParams are the result and paging parameters every search shares.
+type ResultParams struct {
+	Count  int
+	Offset int
+	// CountOnly is _summary=count (or _count=0): the total and no entries.
+	CountOnly bool
 	// Warnings explain, and Ignored names, the parameters that were
 	// ignored under lenient handling.
 	Warnings []string
 	Ignored  []string
+}
+
+// parse takes a parameter no resource-specific case claimed: _count,
+// _offset, _summary, _format, or an unknown one (an error when strict).
+func (p *ResultParams) parse(name string, vs []string, strict bool) error {
+	switch name {
+	case "_count":
+		n, err := singleInt(name, vs)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			p.CountOnly = true
+		}
+		p.Count = min(n, MaxCount)
+	case "_offset":
+		n, err := singleInt(name, vs)
+		if err != nil {
+			return err
+		}
+		p.Offset = n
+	case "_summary":
+		for _, v := range vs {
+			switch v {
+			case "count":
+				p.CountOnly = true
+			case "false":
+			default:
+				return errorf(http.StatusBadRequest, "not-supported", "_summary supports only count and false")
+			}
+		}
+	case "_format":
+		return checkFormat(vs)
+	default:
+		if strict {
+			return errorf(http.StatusBadRequest, "not-supported", "unknown search parameter %q", clip(name))
+		}
+		p.Warnings = append(p.Warnings, "search parameter "+strconv.Quote(clip(name))+" is not supported and was ignored")
+		p.Ignored = append(p.Ignored, name)
+	}
+	return nil
+}
+
+// sortedNames lists the parameter names in order, so errors and warnings
+// are deterministic.
+func sortedNames(values url.Values) []string {
+	names := make([]string, 0, len(values))
+	for k := range values {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // Query is the store query for s.
@@ -63,14 +120,9 @@ func (s ObservationSearch) Query() store.Query {
 // values this server cannot honour are always rejected: silently widening a
 // clinical query is worse than failing it.
 func ParseObservationSearch(values url.Values, strict bool) (ObservationSearch, error) {
-	s := ObservationSearch{Count: DefaultCount}
-	names := make([]string, 0, len(values))
-	for k := range values {
-		names = append(names, k)
-	}
-	sort.Strings(names) // deterministic errors and warnings
+	s := ObservationSearch{ResultParams: ResultParams{Count: DefaultCount}}
 	var codeSets [][]string
-	for _, name := range names {
+	for _, name := range sortedNames(values) {
 		vs := values[name]
 		switch name {
 		case "patient", "subject":
@@ -111,21 +163,6 @@ func ParseObservationSearch(values url.Values, strict bool) (ObservationSearch, 
 					s.To = to
 				}
 			}
-		case "_count":
-			n, err := singleInt(name, vs)
-			if err != nil {
-				return ObservationSearch{}, err
-			}
-			if n == 0 {
-				s.CountOnly = true
-			}
-			s.Count = min(n, MaxCount)
-		case "_offset":
-			n, err := singleInt(name, vs)
-			if err != nil {
-				return ObservationSearch{}, err
-			}
-			s.Offset = n
 		case "_sort":
 			if len(vs) != 1 {
 				return ObservationSearch{}, invalid("_sort may be given once")
@@ -138,26 +175,10 @@ func ParseObservationSearch(values url.Values, strict bool) (ObservationSearch, 
 			default:
 				return ObservationSearch{}, errorf(http.StatusBadRequest, "not-supported", "_sort supports only date and -date")
 			}
-		case "_summary":
-			for _, v := range vs {
-				switch v {
-				case "count":
-					s.CountOnly = true
-				case "false":
-				default:
-					return ObservationSearch{}, errorf(http.StatusBadRequest, "not-supported", "_summary supports only count and false")
-				}
-			}
-		case "_format":
-			if err := checkFormat(vs); err != nil {
+		default:
+			if err := s.ResultParams.parse(name, vs, strict); err != nil {
 				return ObservationSearch{}, err
 			}
-		default:
-			if strict {
-				return ObservationSearch{}, errorf(http.StatusBadRequest, "not-supported", "unknown search parameter %q", clip(name))
-			}
-			s.Warnings = append(s.Warnings, "search parameter "+strconv.Quote(clip(name))+" is not supported and was ignored")
-			s.Ignored = append(s.Ignored, name)
 		}
 	}
 	if s.Patient == "" {
@@ -183,22 +204,13 @@ func ParseObservationSearch(values url.Values, strict bool) (ObservationSearch, 
 // PatientSearch is a parsed Patient search.
 type PatientSearch struct {
 	Identifier *store.Identifier
-	Count      int
-	Offset     int
-	CountOnly  bool
-	Warnings   []string
-	Ignored    []string
+	ResultParams
 }
 
 // ParsePatientSearch parses the query parameters of GET /fhir/Patient.
 func ParsePatientSearch(values url.Values, strict bool) (PatientSearch, error) {
-	s := PatientSearch{Count: DefaultCount}
-	names := make([]string, 0, len(values))
-	for k := range values {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	s := PatientSearch{ResultParams: ResultParams{Count: DefaultCount}}
+	for _, name := range sortedNames(values) {
 		vs := values[name]
 		switch name {
 		case "identifier":
@@ -214,41 +226,10 @@ func ParsePatientSearch(values url.Values, strict bool) (PatientSearch, error) {
 				return PatientSearch{}, invalid("identifier needs a value")
 			}
 			s.Identifier = id
-		case "_count":
-			n, err := singleInt(name, vs)
-			if err != nil {
-				return PatientSearch{}, err
-			}
-			if n == 0 {
-				s.CountOnly = true
-			}
-			s.Count = min(n, MaxCount)
-		case "_offset":
-			n, err := singleInt(name, vs)
-			if err != nil {
-				return PatientSearch{}, err
-			}
-			s.Offset = n
-		case "_summary":
-			for _, v := range vs {
-				switch v {
-				case "count":
-					s.CountOnly = true
-				case "false":
-				default:
-					return PatientSearch{}, errorf(http.StatusBadRequest, "not-supported", "_summary supports only count and false")
-				}
-			}
-		case "_format":
-			if err := checkFormat(vs); err != nil {
-				return PatientSearch{}, err
-			}
 		default:
-			if strict {
-				return PatientSearch{}, errorf(http.StatusBadRequest, "not-supported", "unknown search parameter %q", clip(name))
+			if err := s.ResultParams.parse(name, vs, strict); err != nil {
+				return PatientSearch{}, err
 			}
-			s.Warnings = append(s.Warnings, "search parameter "+strconv.Quote(clip(name))+" is not supported and was ignored")
-			s.Ignored = append(s.Ignored, name)
 		}
 	}
 	return s, nil

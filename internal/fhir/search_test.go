@@ -76,7 +76,7 @@ func manyCodes(n int) string {
 }
 
 func TestParseObservationSearch(t *testing.T) {
-	base := ObservationSearch{Patient: "p1", Count: DefaultCount}
+	base := ObservationSearch{Patient: "p1", ResultParams: ResultParams{Count: DefaultCount}}
 	with := func(f func(*ObservationSearch)) ObservationSearch {
 		s := base
 		f(&s)
