@@ -1,6 +1,8 @@
 package api
 
 import (
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -27,7 +29,7 @@ func toDeadLetterJSON(d store.DeadLetter) deadLetterJSON {
 	j := deadLetterJSON{ID: d.ID, Received: d.Received, Source: d.Source, Device: d.Device,
 		ContentType: d.ContentType, Reason: d.Reason, Payload: string(d.Payload), PayloadEncoding: "utf-8"}
 	if !utf8.Valid(d.Payload) {
-		j.Payload, j.PayloadEncoding = encodeBase64(d.Payload), "base64"
+		j.Payload, j.PayloadEncoding = base64.StdEncoding.EncodeToString(d.Payload), "base64"
 	}
 	if !d.Replayed.IsZero() {
 		t := d.Replayed
@@ -83,7 +85,8 @@ func (h *Handler) replayDeadLetter(w http.ResponseWriter, r *http.Request) error
 		return &Error{Status: http.StatusConflict, Detail: "a payload whose sender failed authentication cannot be replayed; the device must send it again with its secret"}
 	}
 	n, err := h.cfg.Ingest.Replay(r.Context(), ingest.Request{Source: d.Source, Device: d.Device, ContentType: d.ContentType, Payload: d.Payload})
-	if rej, ok := err.(*ingest.Rejection); ok {
+	var rej *ingest.Rejection
+	if errors.As(err, &rej) {
 		return &Error{Status: http.StatusUnprocessableEntity, Detail: "replay refused: " + rej.Reason}
 	}
 	if err != nil {

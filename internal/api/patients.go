@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/base64"
 	"fmt"
 	"net/http"
 	"time"
@@ -9,8 +8,6 @@ import (
 	"github.com/tendhealth/tend/internal/codes"
 	"github.com/tendhealth/tend/internal/reading"
 )
-
-func encodeBase64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 type latestJSON struct {
 	Code       string              `json:"code"`
