@@ -124,22 +124,16 @@ var ErrBadCredentials = errors.New("unknown device or wrong secret")
 // dead-lettered; any other error means Tend could not take it right now
 // (nothing was acknowledged; the sender should retry).
 func (p *Pipeline) Ingest(ctx context.Context, req Request) (int, error) {
-	rs, rej, err := p.normalise(ctx, req)
-	if err != nil {
-		return 0, err
-	}
-	if rej != nil {
+	n, err := p.Replay(ctx, req)
+	var rej *Rejection
+	if errors.As(err, &rej) {
 		return 0, p.Reject(ctx, req, rej)
 	}
-	if err := p.Commit.Commit(ctx, rs); err != nil {
-		return 0, fmt.Errorf("commit %d readings: %w", len(rs), err)
-	}
-	p.accepted.WithLabelValues(req.Source).Add(float64(len(rs)))
-	return len(rs), nil
+	return n, err
 }
 
-// Replay runs a dead-lettered payload through the pipeline again. A refusal
-// is returned without adding another dead letter.
+// Replay runs a payload through the pipeline without dead-lettering a
+// refusal: it is how a kept dead letter is retried.
 func (p *Pipeline) Replay(ctx context.Context, req Request) (int, error) {
 	rs, rej, err := p.normalise(ctx, req)
 	if err != nil {

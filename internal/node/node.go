@@ -147,7 +147,6 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("start store writer: %w", err)
 	}
 
-	var addrs Addrs
 	if cfg.MQTTAddr != Off {
 		adapter := ingest.MQTT{P: n.pipeline}
 		mm, err := mqtt.NewPrometheusMetrics(n.registry)
@@ -159,7 +158,6 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			n.mqtt = nil
 			return listenError("mqtt", cfg.MQTTAddr, err)
 		}
-		addrs.MQTT = dialable(n.mqtt.ListenAddr())
 	}
 	if cfg.MLLPAddr != Off {
 		n.mllp = &mllp.Server{Addr: cfg.MLLPAddr, Logger: log, Now: cfg.Now}
@@ -167,7 +165,6 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			n.mllp = nil
 			return listenError("mllp", cfg.MLLPAddr, err)
 		}
-		addrs.MLLP = dialable(n.mllp.ListenAddr())
 	}
 	if cfg.HTTPAddr != Off {
 		var kickers []api.Kicker
@@ -193,13 +190,13 @@ func (n *Node) Start(ctx context.Context) (err error) {
 				log.Error("HTTP server stopped", "err", err)
 			}
 		}()
-		addrs.HTTP = dialable(ln.Addr())
 	}
 	// Only now, with every listener bound, may a first start create the
 	// admin: a start that fails earlier must not use up the one-time password.
 	if err := bootstrap(ctx, n.store, cfg); err != nil {
 		return err
 	}
+	addrs := n.Addrs()
 	if err := writeListenFile(cfg.DataDir, addrs); err != nil {
 		return err
 	}
