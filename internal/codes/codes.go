@@ -15,9 +15,19 @@ import (
 	"strings"
 )
 
-// Code describes one vital sign.
+// Code systems of Code.System.
+const (
+	SystemLOINC  = "http://loinc.org"
+	SystemSNOMED = "http://snomed.info/sct"
+	// SystemTend holds device-status and event signals that LOINC does not
+	// name (battery, sensor off, fall, panic button, ACVPU as a number).
+	SystemTend = "urn:tend:code"
+)
+
+// Code describes one vital sign or device signal.
 type Code struct {
-	LOINC   string // primary LOINC code
+	LOINC   string // the code: a LOINC code unless System says otherwise
+	System  string // code system URI; "" means LOINC
 	Display string // LOINC-style display name
 	MDC     string // IEEE 11073-10101 reference id; "" when none is verified
 	MDCCode int    // MDC numeric code (partition<<16 | term code); 0 when none
@@ -54,7 +64,27 @@ const (
 	CapillaryGlucose    = "41653-7"
 	InterstitialGlucose = "99504-3"
 	Steps               = "55423-8"
+	InhaledO2Flow       = "3151-8"
+	// NEWS2 total score as the NHS NEWS2 FHIR guidance codes it (SNOMED CT).
+	NEWS2Score = "1104051000000101"
+	// Consciousness on the ACVPU scale as a number: 0 alert, 1 new confusion,
+	// 2 voice, 3 pain, 4 unresponsive (entered by staff).
+	ACVPU = "acvpu"
+	// Device status and events; a flag is 1 when set, 0 when cleared.
+	Battery     = "battery"
+	SensorOff   = "sensor-off"
+	LeadOff     = "lead-off"
+	Fall        = "fall"
+	PanicButton = "panic"
 )
+
+// SystemURI is the code system of c.
+func (c Code) SystemURI() string {
+	if c.System == "" {
+		return SystemLOINC
+	}
+	return c.System
+}
 
 // table is the code table. MDC numeric codes are partition*65536 + term
 // code, with SCADA = partition 2 (e.g. MDC_PULS_OXIM_SAT_O2 = 2*65536+19384).
@@ -101,6 +131,23 @@ var table = []Code{
 	// standard, so no MDC term is claimed rather than a guessed one.
 	{LOINC: Steps, Display: "Number of steps in unspecified time Pedometer", Unit: "{steps}",
 		Aliases: []string{"steps", "step_count"}, Min: 0, Max: 1_000_000},
+	// Supplemental oxygen: a flow above 0 means "on oxygen" for NEWS2.
+	{LOINC: InhaledO2Flow, Display: "Inhaled oxygen flow rate", Unit: "L/min",
+		Aliases: []string{"o2_flow", "oxygen_flow"}, Min: 0, Max: 70},
+	{LOINC: NEWS2Score, System: SystemSNOMED, Display: "Royal College of Physicians NEWS2 (National Early Warning Score 2) total score", Unit: "{score}",
+		Aliases: []string{"news2"}, Min: 0, Max: 20},
+	{LOINC: ACVPU, System: SystemTend, Display: "Level of consciousness (ACVPU: 0 A, 1 C, 2 V, 3 P, 4 U)", Unit: "{score}",
+		Aliases: []string{"consciousness"}, Min: 0, Max: 4},
+	{LOINC: Battery, System: SystemTend, Display: "Device battery charge", Unit: "%",
+		Aliases: []string{"battery_level", "batt"}, Min: 0, Max: 100},
+	{LOINC: SensorOff, System: SystemTend, Display: "Sensor off (1) or on (0)", Unit: "{flag}",
+		Aliases: []string{"sensor_off"}, Min: 0, Max: 1},
+	{LOINC: LeadOff, System: SystemTend, Display: "ECG lead off (1) or connected (0)", Unit: "{flag}",
+		Aliases: []string{"lead_off"}, Min: 0, Max: 1},
+	{LOINC: Fall, System: SystemTend, Display: "Fall detected (1)", Unit: "{flag}",
+		Aliases: []string{"fall_detected"}, Min: 0, Max: 1},
+	{LOINC: PanicButton, System: SystemTend, Display: "Panic button pressed (1)", Unit: "{flag}",
+		Aliases: []string{"panic_button", "sos"}, Min: 0, Max: 1},
 }
 
 var (
@@ -161,8 +208,8 @@ func All() []Code {
 // MarkdownTable renders the table for the README.
 func MarkdownTable() string {
 	var b strings.Builder
-	b.WriteString("| LOINC | Name | MDC | MDC code | Unit (UCUM) | Aliases | Accepted range |\n")
-	b.WriteString("|---|---|---|---|---|---|---|\n")
+	b.WriteString("| Code | System | Name | MDC | MDC code | Unit (UCUM) | Aliases | Accepted range |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
 	for _, c := range table {
 		mdc, num := "—", "—"
 		if c.MDC != "" {
@@ -176,8 +223,8 @@ func MarkdownTable() string {
 		if c.IsPanel() {
 			rng = "panel: " + strings.Join(c.Components, ", ")
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | `%s` | %s | %s |\n",
-			c.LOINC, c.Display, mdc, num, c.Unit, strings.Join(aliases, " "), rng)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | `%s` | %s | %s |\n",
+			c.LOINC, systemName[c.SystemURI()], c.Display, mdc, num, c.Unit, strings.Join(aliases, " "), rng)
 	}
 	b.WriteString("\nAccepted units per canonical unit (values are converted on ingest):\n\n")
 	b.WriteString("| Canonical | Also accepted |\n|---|---|\n")
@@ -198,6 +245,8 @@ func MarkdownTable() string {
 	}
 	return b.String()
 }
+
+var systemName = map[string]string{SystemLOINC: "LOINC", SystemSNOMED: "SNOMED CT", SystemTend: "Tend (`urn:tend:code`)"}
 
 func fmtNum(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
@@ -254,6 +303,9 @@ var dimensions = map[string]map[string]conversion{
 	"{steps}": {
 		"{steps}": identity, "steps": identity, "count": identity, "{count}": identity,
 	},
+	"L/min": {"L/min": identity, "l/min": identity},
+	"{score}": {"{score}": identity, "{ScoreOf}": identity, "1": identity},
+	"{flag}": {"{flag}": identity, "1": identity, "/": identity},
 }
 
 func fahrenheit(f float64) float64 { return (f - fahrenheitOff) * 5 / 9 }

@@ -127,6 +127,7 @@ func concept(loinc string) Concept {
 	if !known {
 		return cc
 	}
+	cc.Coding[0].System = c.SystemURI()
 	cc.Coding[0].Display = c.Display
 	cc.Text = c.Display
 	if c.MDC != "" && c.MDCCode != 0 {
