@@ -58,6 +58,7 @@ const (
 	defaultMaxAge = 7 * 24 * time.Hour
 	// defaultConsumeBatch is the fetch size a consumer is created with.
 	defaultConsumeBatch = 64
+	maxAckPending       = 1 << 16
 	duplicateWindow     = 2 * time.Minute
 	defaultAckWait      = 30 * time.Second
 	readyTimeout        = 2 * time.Second
@@ -303,7 +304,7 @@ func (s *Stream) streamConfig() jetstream.StreamConfig {
 	}
 }
 
-func (s *Stream) consumerConfig(durable string, maxBatch int) jetstream.ConsumerConfig {
+func (s *Stream) consumerConfig(durable string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable: durable,
 		// One ack per batch: under interest retention every ack removes
@@ -311,7 +312,9 @@ func (s *Stream) consumerConfig(durable string, maxBatch int) jetstream.Consumer
 		AckPolicy:     jetstream.AckAllPolicy,
 		AckWait:       s.cfg.AckWait,
 		MaxDeliver:    -1,
-		MaxAckPending: 16 * maxBatch,
+		// Generous: a consumer that acknowledges only at its checkpoints
+		// (ConsumeManual) holds many messages unacknowledged meanwhile.
+		MaxAckPending: maxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		FilterSubject: Subjects,
 	}
@@ -322,7 +325,7 @@ func (s *Stream) ensureStream(ctx context.Context, js jetstream.JetStream) error
 		return fmt.Errorf("stream: create or update %s: %w", StreamName, err)
 	}
 	for _, d := range s.cfg.Durables {
-		if _, err := js.CreateOrUpdateConsumer(ctx, StreamName, s.consumerConfig(d, defaultConsumeBatch)); err != nil {
+		if _, err := js.CreateOrUpdateConsumer(ctx, StreamName, s.consumerConfig(d)); err != nil {
 			return fmt.Errorf("stream: create consumer %q: %w", d, err)
 		}
 	}
@@ -363,12 +366,47 @@ func (s *Stream) Publish(ctx context.Context, subject string, data []byte, msgID
 // Consume reads the stream through the durable pull consumer named durable,
 // handing handle up to maxBatch message bodies at a time: whatever is
 // available, without waiting for a full batch. On a nil return every message
-// of the batch is acknowledged; on an error they are negatively acknowledged
-// with a growing delay and Consume pauses for that delay, so a failing
-// handler is retried but never spun on. Messages are never dropped
-// (MaxDeliver is unlimited); unacknowledged ones are redelivered after
-// AckWait or a restart. Consume returns nil once ctx is done.
+// of the batch is acknowledged; on an error the batch is retried in place
+// with a growing delay, so a failing handler is retried but never spun on.
+// Messages are never dropped (MaxDeliver is unlimited); unacknowledged ones
+// are redelivered after AckWait or a restart. Consume returns nil once ctx
+// is done.
 func (s *Stream) Consume(ctx context.Context, durable string, maxBatch int, handle func(ctx context.Context, msgs [][]byte) error) error {
+	bodies := make([][]byte, 0, maxBatch)
+	return s.consume(ctx, durable, maxBatch, func(ctx context.Context, batch []Msg) error {
+		bodies = bodies[:0]
+		for _, m := range batch {
+			bodies = append(bodies, m.Data)
+		}
+		return handle(ctx, bodies)
+	}, true)
+}
+
+// Msg is one message given to a ConsumeManual handler.
+type Msg struct {
+	Seq  uint64 // stream sequence: increases with every message stored
+	Data []byte
+	m    jetstream.Msg
+}
+
+// Ack acknowledges this message and every earlier one of the consumer.
+func (m Msg) Ack() error {
+	if m.m == nil {
+		return errors.New("stream: nothing to acknowledge")
+	}
+	return m.m.Ack()
+}
+
+// ConsumeManual is Consume for a handler that acknowledges by itself (with
+// Msg.Ack, which acknowledges everything up to that message): a consumer
+// that checkpoints its state only every few seconds acknowledges then, so
+// that after a crash the stream replays from its last checkpoint. Messages
+// delivered again after AckWait carry the same Seq; the handler skips them.
+func (s *Stream) ConsumeManual(ctx context.Context, durable string, maxBatch int, handle func(ctx context.Context, msgs []Msg) error) error {
+	return s.consume(ctx, durable, maxBatch, handle, false)
+}
+
+func (s *Stream) consume(ctx context.Context, durable string, maxBatch int, handle func(ctx context.Context, msgs []Msg) error, autoAck bool) error {
 	js, err := s.jetStream()
 	if err != nil {
 		return err
@@ -379,7 +417,7 @@ func (s *Stream) Consume(ctx context.Context, durable string, maxBatch int, hand
 	if maxBatch <= 0 {
 		maxBatch = defaultConsumeBatch
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, StreamName, s.consumerConfig(durable, maxBatch))
+	cons, err := js.CreateOrUpdateConsumer(ctx, StreamName, s.consumerConfig(durable))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -404,33 +442,29 @@ func (s *Stream) Consume(ctx context.Context, durable string, maxBatch int, hand
 	}
 	defer cc.Stop()
 
-	batch := make([]jetstream.Msg, 0, maxBatch)
-	bodies := make([][]byte, 0, maxBatch)
+	batch := make([]Msg, 0, maxBatch)
 	for {
-		batch, bodies = batch[:0], bodies[:0]
+		batch = batch[:0]
 		select {
 		case <-ctx.Done():
 			return nil
 		case m := <-msgs:
-			batch = append(batch, m)
+			batch = append(batch, toMsg(m))
 		}
 	fill:
 		for len(batch) < maxBatch {
 			select {
 			case m := <-msgs:
-				batch = append(batch, m)
+				batch = append(batch, toMsg(m))
 			default:
 				break fill
 			}
-		}
-		for _, m := range batch {
-			bodies = append(bodies, m.Data())
 		}
 		// A failed batch is retried here, in order, until it is handled:
 		// the ack below acknowledges everything delivered before it, so no
 		// later message may be acknowledged while an earlier one is pending.
 		for failures := 1; ; failures++ {
-			err := handle(ctx, bodies)
+			err := handle(ctx, batch)
 			if err == nil {
 				break
 			}
@@ -444,10 +478,20 @@ func (s *Stream) Consume(ctx context.Context, durable string, maxBatch int, hand
 		}
 		// Delivery order is preserved through msgs, so the last message has
 		// the highest delivery sequence of the batch.
-		if err := batch[len(batch)-1].Ack(); err != nil {
-			s.log.Debug("ack", "err", err) // redelivered after AckWait; consumers deduplicate
+		if autoAck {
+			if err := batch[len(batch)-1].Ack(); err != nil {
+				s.log.Debug("ack", "err", err) // redelivered after AckWait; consumers deduplicate
+			}
 		}
 	}
+}
+
+func toMsg(m jetstream.Msg) Msg {
+	var seq uint64
+	if md, err := m.Metadata(); err == nil {
+		seq = md.Sequence.Stream
+	}
+	return Msg{Seq: seq, Data: m.Data(), m: m}
 }
 
 // backoff is 100 ms doubling per consecutive failure, capped.
