@@ -309,9 +309,9 @@ func (s *Stream) consumerConfig(durable string) jetstream.ConsumerConfig {
 		Durable: durable,
 		// One ack per batch: under interest retention every ack removes
 		// messages from a store that fsyncs each write.
-		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       s.cfg.AckWait,
-		MaxDeliver:    -1,
+		AckPolicy:  jetstream.AckAllPolicy,
+		AckWait:    s.cfg.AckWait,
+		MaxDeliver: -1,
 		// Generous: a consumer that acknowledges only at its checkpoints
 		// (ConsumeManual) holds many messages unacknowledged meanwhile.
 		MaxAckPending: maxAckPending,
