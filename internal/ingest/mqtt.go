@@ -10,12 +10,23 @@ import (
 	"github.com/tendhealth/tend/internal/mqtt"
 )
 
-// TopicPrefix is the root of device uplink topics: tend/v1/devices/{id}/obs.
+// TopicPrefix is the root of device topics: uplink on
+// tend/v1/devices/{id}/obs, commands to the device on tend/v1/devices/{id}/cmd.
 const TopicPrefix = "tend/v1/devices/"
 
+// CommandTopic is the topic a device subscribes to for commands and
+// notifications sent to it.
+func CommandTopic(device string) string { return TopicPrefix + device + "/cmd" }
+
 // MQTT adapts the pipeline to the MQTT front end: it authenticates devices
-// at CONNECT and takes their PUBLISHes.
+// at CONNECT, takes their PUBLISHes and decides what they may subscribe to.
 type MQTT struct{ P *Pipeline }
+
+var (
+	_ mqtt.Authenticator       = MQTT{}
+	_ mqtt.Handler             = MQTT{}
+	_ mqtt.SubscribeAuthorizer = MQTT{}
+)
 
 // Authenticate implements mqtt.Authenticator: username is the device id,
 // password its secret.
@@ -25,6 +36,14 @@ func (a MQTT) Authenticate(ctx context.Context, clientID, username string, passw
 		return mqtt.ErrBadCredentials
 	}
 	return err
+}
+
+// AuthorizeSubscribe implements mqtt.SubscribeAuthorizer: a device may
+// subscribe only to its own command topic, spelled out exactly. A device id
+// containing '+', '#' or '/' is refused, as its topic would be a wildcard or
+// reach into another device's tree.
+func (a MQTT) AuthorizeSubscribe(username, filter string) bool {
+	return username != "" && !strings.ContainsAny(username, "+#/") && filter == CommandTopic(username)
 }
 
 // HandlePublish implements mqtt.Handler. A refused payload is dead-lettered

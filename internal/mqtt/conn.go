@@ -23,12 +23,19 @@ type slot struct {
 	start    time.Time
 }
 
-// control is a packet the writer sends without waiting for a handler.
+// control is a packet the writer sends without waiting for a handler:
+// PINGRESP, PUBCOMP, SUBACK, UNSUBACK, or a downlink PUBLISH.
 type control struct {
 	packetType byte
 	packetID   uint16
-	reason     byte
-	count      int
+	reason     byte   // PUBCOMP
+	codes      []byte // SUBACK, UNSUBACK
+
+	// PUBLISH
+	qos         byte
+	topic       string
+	contentType string
+	payload     []byte
 }
 
 type conn struct {
@@ -38,13 +45,14 @@ type conn struct {
 	w   *bufio.Writer
 
 	// Set during CONNECT, read-only afterwards.
-	level         byte
-	clientID      string
-	username      string
-	keepAlive     time.Duration
-	problemInfo   bool        // 5.0: client accepts reason strings on acks
-	clientMaxSize int         // 5.0: client's Maximum Packet Size, 0 = unlimited
-	identified    atomic.Bool // username is set
+	level            byte
+	clientID         string
+	username         string
+	keepAlive        time.Duration
+	problemInfo      bool        // 5.0: client accepts reason strings on acks
+	clientMaxSize    int         // 5.0: client's Maximum Packet Size, 0 = unlimited
+	clientReceiveMax int         // 5.0: client's Receive Maximum, 0 = not sent (65535)
+	identified       atomic.Bool // username is set
 
 	free    chan *slot   // idle slots
 	acks    chan *slot   // slots in arrival order, for the writer
@@ -58,16 +66,29 @@ type conn struct {
 	// resent PUBLISH (DUP) is acknowledged without a second hand-over.
 	qos2mu sync.Mutex
 	qos2   map[uint16]struct{}
+
+	// Granted subscriptions, filter -> QoS. Written by the reader, read by
+	// Deliver; never persisted, so they end with the connection.
+	subMu sync.Mutex
+	subs  map[string]byte
+
+	// Downlink QoS 1 PUBLISHes awaiting PUBACK, by packet id (the server's
+	// own id space, independent of the client's).
+	outMu     sync.Mutex
+	outClosed bool
+	nextID    uint16
+	pending   map[uint16]chan<- ackResult
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
 	return &conn{
-		srv:  s,
-		nc:   nc,
-		r:    bufio.NewReaderSize(nc, 4096),
-		w:    bufio.NewWriterSize(nc, 4096),
-		ctrl: make(chan control, 16),
-		quit: make(chan struct{}),
+		srv:     s,
+		nc:      nc,
+		r:       bufio.NewReaderSize(nc, 4096),
+		w:       bufio.NewWriterSize(nc, 4096),
+		ctrl:    make(chan control, 16),
+		quit:    make(chan struct{}),
+		pending: make(map[uint16]chan<- ackResult),
 	}
 }
 
@@ -91,6 +112,7 @@ func (c *conn) serve() {
 	s := c.srv
 	defer s.wg.Done()
 	defer s.unregister(c)
+	defer c.endDownlink()
 	defer c.nc.Close()
 
 	if !c.handshake() {
@@ -233,6 +255,9 @@ func (c *conn) handshake() bool {
 		if v, ok := cp.props.u(0x27); ok {
 			c.clientMaxSize = int(v)
 		}
+		if v, ok := cp.props.u(0x21); ok {
+			c.clientReceiveMax = int(v)
+		}
 	}
 	c.srv.register(c)
 	c.w.Write(appendConnack(nil, c.level, false, 0, s.MaxInflight, s.MaxPacketSize, assigned))
@@ -297,25 +322,31 @@ func (c *conn) readLoop() error {
 			if !c.send(control{packetType: typePubcomp, packetID: id, reason: reason}) {
 				return nil
 			}
-		case typePuback, typePubrec, typePubcomp:
-			// The server sends no QoS>0 PUBLISH, so there is nothing to match.
+		case typePuback:
+			id, reason, _, err := decodeAck(typePuback, body, c.level)
+			if err != nil {
+				return fmt.Errorf("PUBACK: %w", err)
+			}
+			c.acked(id, reason)
+		case typePubrec, typePubcomp:
+			// The server sends no QoS 2 PUBLISH, so there is nothing to match.
 			if _, _, _, err := decodeAck(int(header>>4), body, c.level); err != nil {
 				return err
 			}
 		case typeSubscribe:
-			id, n, err := decodeSubscribe(body, c.level)
+			id, subs, err := decodeSubscribe(body, c.level)
 			if err != nil {
 				return fmt.Errorf("SUBSCRIBE: %w", err)
 			}
-			if !c.send(control{packetType: typeSuback, packetID: id, reason: reasonUnspecified, count: n}) {
+			if !c.send(control{packetType: typeSuback, packetID: id, codes: c.subscribe(subs)}) {
 				return nil
 			}
 		case typeUnsubscribe:
-			id, n, err := decodeUnsubscribe(body, c.level)
+			id, filters, err := decodeUnsubscribe(body, c.level)
 			if err != nil {
 				return fmt.Errorf("UNSUBSCRIBE: %w", err)
 			}
-			if !c.send(control{packetType: typeUnsuback, packetID: id, reason: reasonNoSubscriptionExists, count: n}) {
+			if !c.send(control{packetType: typeUnsuback, packetID: id, codes: c.unsubscribe(filters)}) {
 				return nil
 			}
 		case typePingreq:
@@ -491,7 +522,7 @@ func (c *conn) writeAck(sl *slot, err error) bool {
 		reasonString = ""
 	}
 	c.scratch = appendAck(c.scratch[:0], packetType, sl.packetID, c.level, reason, reasonString)
-	c.w.Write(c.scratch)
+	c.write(c.scratch)
 	return true
 }
 
@@ -507,9 +538,25 @@ func (c *conn) writeControl(p control) {
 		}
 		b = appendAck(b, typePubcomp, p.packetID, c.level, reason, "")
 	case typeSuback, typeUnsuback:
-		b = appendSubackLike(b, p.packetType, p.packetID, c.level, p.reason, p.count)
+		b = appendSubackLike(b, p.packetType, p.packetID, c.level, p.codes)
+	case typePublish:
+		b = appendPublishHeader(b, c.level, p.qos, p.packetID, p.topic, p.contentType, len(p.payload))
+		c.scratch = b
+		c.write(b)
+		c.write(p.payload) // not copied into scratch: it may be large
+		return
 	}
 	c.scratch = b
+	c.write(b)
+}
+
+// write buffers b. When b does not fit, bufio writes to the socket at once,
+// so the write deadline (otherwise set only before a flush, and possibly
+// long expired) is renewed first.
+func (c *conn) write(b []byte) {
+	if len(b) > c.w.Available() {
+		c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	}
 	c.w.Write(b)
 }
 

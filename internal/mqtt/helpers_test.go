@@ -28,6 +28,20 @@ func (testAuth) Authenticate(_ context.Context, _, username string, password []b
 	return ErrBadCredentials
 }
 
+// AuthorizeSubscribe lets a device subscribe to its own command topic and,
+// to show that a wildcard is allowed only as the exact filter the
+// authorizer accepts, to "tend/v1/devices/{user}/#".
+func (testAuth) AuthorizeSubscribe(username, filter string) bool {
+	return filter == "tend/v1/devices/"+username+"/cmd" || filter == "tend/v1/devices/"+username+"/#"
+}
+
+// connectOnlyAuth authenticates like testAuth but has no subscribe hook.
+type connectOnlyAuth struct{}
+
+func (connectOnlyAuth) Authenticate(ctx context.Context, clientID, username string, password []byte) error {
+	return testAuth{}.Authenticate(ctx, clientID, username, password)
+}
+
 // handlerFunc adapts a function to Handler.
 type handlerFunc func(context.Context, Message) error
 
@@ -221,4 +235,59 @@ func buildPublish(level, qos byte, dup bool, packetID uint16, topic, payload str
 	}
 	body = append(body, payload...)
 	return frame(header, body)
+}
+
+func buildSubscribe(level byte, packetID uint16, subs ...subscription) []byte {
+	body := []byte{byte(packetID >> 8), byte(packetID)}
+	if level == level5 {
+		body = append(body, 0)
+	}
+	for _, sub := range subs {
+		body = append(appendStr(body, sub.filter), sub.qos)
+	}
+	return frame(typeSubscribe<<4|2, body)
+}
+
+func buildUnsubscribe(level byte, packetID uint16, filters ...string) []byte {
+	body := []byte{byte(packetID >> 8), byte(packetID)}
+	if level == level5 {
+		body = append(body, 0)
+	}
+	for _, f := range filters {
+		body = appendStr(body, f)
+	}
+	return frame(typeUnsubscribe<<4|2, body)
+}
+
+func buildPuback(packetID uint16) []byte {
+	return []byte{typePuback << 4, 2, byte(packetID >> 8), byte(packetID)}
+}
+
+// subscribe sends SUBSCRIBE and returns the SUBACK return codes.
+func (c *rawClient) subscribe(level byte, packetID uint16, subs ...subscription) []byte {
+	c.t.Helper()
+	c.send(buildSubscribe(level, packetID, subs...))
+	h, b := c.mustRead()
+	if h != typeSuback<<4 || len(b) < 2 || uint16(b[0])<<8|uint16(b[1]) != packetID {
+		c.t.Fatalf("want SUBACK %d, got %#x %x", packetID, h, b)
+	}
+	b = b[2:]
+	if level == level5 {
+		b = b[1:] // empty property block
+	}
+	return b
+}
+
+// readPublish reads the next packet and requires a PUBLISH.
+func (c *rawClient) readPublish(level byte) publishPacket {
+	c.t.Helper()
+	h, b := c.mustRead()
+	var p publishPacket
+	if h>>4 != typePublish {
+		c.t.Fatalf("want PUBLISH, got %#x %x", h, b)
+	}
+	if err := decodePublish(h, b, level, &p); err != nil {
+		c.t.Fatalf("decode PUBLISH: %v", err)
+	}
+	return p
 }

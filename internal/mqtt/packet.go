@@ -60,6 +60,9 @@ const (
 	reasonTopicAliasInvalid    = 0x94
 	reasonPayloadFormat        = 0x99
 	reasonAdministrative       = 0x98
+	reasonTopicFilterInvalid   = 0x8F
+	reasonSharedNotSupported   = 0x9E
+	reasonSubIDsNotSupported   = 0xA1
 )
 
 // protocolError is a violation by the peer. reason is the MQTT 5.0 reason
@@ -556,14 +559,28 @@ func decodePublish(header byte, body []byte, level byte, p *publishPacket) error
 	return nil
 }
 
-// decodeSubscribe validates a SUBSCRIBE and returns its packet id and the
-// number of topic filters.
-func decodeSubscribe(body []byte, level byte) (packetID uint16, filters int, err error) {
+// subscription is one topic filter of a SUBSCRIBE with its requested QoS.
+type subscription struct {
+	filter string
+	qos    byte
+}
+
+// errSubscriptionIDs answers a SUBSCRIBE carrying a Subscription Identifier,
+// which CONNACK announced as unsupported (MQTT 5.0 §3.8.2.1.2).
+var errSubscriptionIDs = &protocolError{reasonSubIDsNotSupported, "subscription identifiers not supported"}
+
+// decodeSubscribe decodes a SUBSCRIBE: its packet id and its filters in
+// order. Filters are only checked to be non-empty UTF-8 here; their syntax
+// is answered per filter in SUBACK.
+func decodeSubscribe(body []byte, level byte) (packetID uint16, subs []subscription, err error) {
 	d := decoder{b: body}
 	packetID = d.u16()
 	if level == level5 {
 		var p properties
 		d.readProperties(typeSubscribe, &p)
+		if d.err == nil && p.has[0x0B] {
+			return 0, nil, errSubscriptionIDs
+		}
 	}
 	for d.err == nil && len(d.b) > 0 {
 		f := d.str()
@@ -572,28 +589,28 @@ func decodeSubscribe(body []byte, level byte) (packetID uint16, filters int, err
 			break
 		}
 		if len(f) == 0 {
-			return 0, 0, errProtocol
+			return 0, nil, errProtocol
 		}
 		if level == level5 {
 			if opts&0xC0 != 0 || opts&0x03 == 3 || (opts>>4)&0x03 == 3 {
-				return 0, 0, errMalformed
+				return 0, nil, errMalformed
 			}
 		} else if opts&0xFC != 0 || opts&0x03 == 3 {
-			return 0, 0, errMalformed
+			return 0, nil, errMalformed
 		}
-		filters++
+		subs = append(subs, subscription{filter: string(f), qos: opts & 0x03})
 	}
 	if d.err != nil {
-		return 0, 0, d.err
+		return 0, nil, d.err
 	}
-	if packetID == 0 || filters == 0 {
-		return 0, 0, errProtocol
+	if packetID == 0 || len(subs) == 0 {
+		return 0, nil, errProtocol
 	}
-	return packetID, filters, nil
+	return packetID, subs, nil
 }
 
-// decodeUnsubscribe validates an UNSUBSCRIBE.
-func decodeUnsubscribe(body []byte, level byte) (packetID uint16, filters int, err error) {
+// decodeUnsubscribe decodes an UNSUBSCRIBE: its packet id and filters.
+func decodeUnsubscribe(body []byte, level byte) (packetID uint16, filters []string, err error) {
 	d := decoder{b: body}
 	packetID = d.u16()
 	if level == level5 {
@@ -601,16 +618,20 @@ func decodeUnsubscribe(body []byte, level byte) (packetID uint16, filters int, e
 		d.readProperties(typeUnsubscribe, &p)
 	}
 	for d.err == nil && len(d.b) > 0 {
-		if f := d.str(); d.err == nil && len(f) == 0 {
-			return 0, 0, errProtocol
+		f := d.str()
+		if d.err != nil {
+			break
 		}
-		filters++
+		if len(f) == 0 {
+			return 0, nil, errProtocol
+		}
+		filters = append(filters, string(f))
 	}
 	if d.err != nil {
-		return 0, 0, d.err
+		return 0, nil, d.err
 	}
-	if packetID == 0 || filters == 0 {
-		return 0, 0, errProtocol
+	if packetID == 0 || len(filters) == 0 {
+		return 0, nil, errProtocol
 	}
 	return packetID, filters, nil
 }
@@ -691,7 +712,9 @@ func appendConnack(b []byte, level byte, sessionPresent bool, code byte, receive
 	if code == reasonSuccess {
 		props = append(props, 0x21, byte(receiveMax>>8), byte(receiveMax))
 		props = append(props, 0x27, byte(maxPacket>>24), byte(maxPacket>>16), byte(maxPacket>>8), byte(maxPacket))
-		props = append(props, 0x28, 0, 0x29, 0, 0x2A, 0) // no wildcard, subscription id or shared subscriptions
+		// Wildcard subscriptions are available (absent property), subject to
+		// the authorizer; subscription ids and shared subscriptions are not.
+		props = append(props, 0x29, 0, 0x2A, 0)
 		if assignedID != "" {
 			props = append(props, 0x12, byte(len(assignedID)>>8), byte(len(assignedID)))
 			props = append(props, assignedID...)
@@ -728,11 +751,11 @@ func appendAck(b []byte, packetType byte, packetID uint16, level byte, reason by
 
 // appendSubackLike appends SUBACK or UNSUBACK with one code per filter.
 // A 3.1.1 UNSUBACK carries no codes.
-func appendSubackLike(b []byte, packetType byte, packetID uint16, level byte, code byte, n int) []byte {
+func appendSubackLike(b []byte, packetType byte, packetID uint16, level byte, codes []byte) []byte {
 	if packetType == typeUnsuback && level != level5 {
 		return append(b, typeUnsuback<<4, 2, byte(packetID>>8), byte(packetID))
 	}
-	rl := 2 + n
+	rl := 2 + len(codes)
 	if level == level5 {
 		rl++ // empty property block
 	}
@@ -742,8 +765,44 @@ func appendSubackLike(b []byte, packetType byte, packetID uint16, level byte, co
 	if level == level5 {
 		b = append(b, 0)
 	}
-	for range n {
-		b = append(b, code)
+	return append(b, codes...)
+}
+
+// publishRemaining is the remaining length of a server PUBLISH carrying
+// payloadLen bytes; the content type property is sent to 5.0 clients only.
+func publishRemaining(level, qos byte, topic, contentType string, payloadLen int) int {
+	n := 2 + len(topic) + payloadLen
+	if qos > 0 {
+		n += 2
+	}
+	if level == level5 {
+		props := 0
+		if contentType != "" {
+			props = 3 + len(contentType)
+		}
+		n += varintLen(props) + props
+	}
+	return n
+}
+
+// appendPublishHeader appends a server PUBLISH up to, not including, the
+// payload, so a large payload can be written without copying it. DUP and
+// RETAIN are never set: nothing is resent or retained.
+func appendPublishHeader(b []byte, level, qos byte, packetID uint16, topic, contentType string, payloadLen int) []byte {
+	b = append(b, typePublish<<4|qos<<1)
+	b = appendVarint(b, publishRemaining(level, qos, topic, contentType, payloadLen))
+	b = append(b, byte(len(topic)>>8), byte(len(topic)))
+	b = append(b, topic...)
+	if qos > 0 {
+		b = append(b, byte(packetID>>8), byte(packetID))
+	}
+	if level == level5 {
+		if contentType == "" {
+			return append(b, 0)
+		}
+		b = appendVarint(b, 3+len(contentType))
+		b = append(b, 0x03, byte(len(contentType)>>8), byte(len(contentType)))
+		b = append(b, contentType...)
 	}
 	return b
 }

@@ -165,10 +165,16 @@ func TestEncodeGolden(t *testing.T) {
 		{"puback_5_success", appendAck(nil, typePuback, 0x1234, level5, 0, "")},
 		{"puback_5_payload_format_invalid", appendAck(nil, typePuback, 1, level5, 0x99, "payload is not SenML")},
 		{"pubrec_5_not_authorized_no_reason", appendAck(nil, typePubrec, 2, level5, 0x87, "")},
-		{"suback_311_two_failures", appendSubackLike(nil, typeSuback, 5, level311, 0x80, 2)},
-		{"suback_5_one_failure", appendSubackLike(nil, typeSuback, 5, level5, 0x80, 1)},
-		{"unsuback_311", appendSubackLike(nil, typeUnsuback, 6, level311, 0x11, 1)},
-		{"unsuback_5", appendSubackLike(nil, typeUnsuback, 6, level5, 0x11, 2)},
+		{"suback_311_two_failures", appendSubackLike(nil, typeSuback, 5, level311, []byte{0x80, 0x80})},
+		{"suback_5_one_failure", appendSubackLike(nil, typeSuback, 5, level5, []byte{0x80})},
+		{"suback_311_granted_and_refused", appendSubackLike(nil, typeSuback, 7, level311, []byte{1, 0, 0x80})},
+		{"suback_5_granted_and_refused", appendSubackLike(nil, typeSuback, 7, level5, []byte{1, 0x87, 0x8F, 0x9E})},
+		{"unsuback_311", appendSubackLike(nil, typeUnsuback, 6, level311, []byte{0x11})},
+		{"unsuback_5", appendSubackLike(nil, typeUnsuback, 6, level5, []byte{0x11, 0x11})},
+		{"publish_311_qos1", publishPacketBytes(level311, 1, 0x0102, "tend/v1/devices/d/cmd", "application/json", `{"show":"alarm"}`)},
+		{"publish_311_qos0", publishPacketBytes(level311, 0, 0, "tend/v1/devices/d/cmd", "", "x")},
+		{"publish_5_qos1_content_type", publishPacketBytes(level5, 1, 0x0102, "tend/v1/devices/d/cmd", "application/json", `{"show":"alarm"}`)},
+		{"publish_5_qos1_no_content_type", publishPacketBytes(level5, 1, 3, "t", "", "x")},
 		{"disconnect_5_packet_too_large", appendDisconnect(nil, reasonPacketTooLarge)},
 	}
 	for _, tt := range tests {
@@ -192,6 +198,51 @@ func TestEncodeGolden(t *testing.T) {
 				t.Fatalf("encoded packet does not parse: %v", err)
 			}
 		})
+	}
+}
+
+// publishPacketBytes is a whole server PUBLISH as the writer sends it
+// (the content type is dropped for 3.1.1 by the caller of the encoder).
+func publishPacketBytes(level, qos byte, id uint16, topic, contentType, payload string) []byte {
+	if level != level5 {
+		contentType = ""
+	}
+	return append(appendPublishHeader(nil, level, qos, id, topic, contentType, len(payload)), payload...)
+}
+
+// TestPublishEncodingRoundTrip decodes what the server encodes.
+func TestPublishEncodingRoundTrip(t *testing.T) {
+	tests := []struct {
+		level, qos         byte
+		topic, ct, payload string
+	}{
+		{level311, 1, "a/b", "", "hello"},
+		{level311, 0, "a", "", ""},
+		{level5, 1, "tend/v1/devices/x/cmd", "application/json", strings.Repeat("p", 300)},
+		{level5, 1, strings.Repeat("t", 200), "", "\x00\xff"},
+	}
+	for _, tt := range tests {
+		b := publishPacketBytes(tt.level, tt.qos, 9, tt.topic, tt.ct, tt.payload)
+		rl := publishRemaining(tt.level, tt.qos, tt.topic, tt.ct, len(tt.payload))
+		if len(b) != 1+varintLen(rl)+rl {
+			t.Errorf("%q: %d bytes, publishRemaining says %d", tt.topic, len(b), 1+varintLen(rl)+rl)
+		}
+		h, body, err := readPacket(bufio.NewReader(bytes.NewReader(b)), 1<<20, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p publishPacket
+		if err := decodePublish(h, body, tt.level, &p); err != nil {
+			t.Fatalf("%q: %v", tt.topic, err)
+		}
+		wantID := uint16(0)
+		if tt.qos > 0 {
+			wantID = 9
+		}
+		if string(p.topic) != tt.topic || string(p.payload) != tt.payload || p.qos != tt.qos ||
+			p.packetID != wantID || string(p.props.contentType) != tt.ct || p.dup || p.retain {
+			t.Errorf("round trip of %q: %+v", tt.topic, p)
+		}
 	}
 }
 
@@ -227,6 +278,9 @@ func FuzzReadPacket(f *testing.F) {
 	f.Add(buildPublish(level311, 1, false, 1, "tend/v1/devices/d/obs", "[]", nil))
 	f.Add(buildPublish(level5, 2, false, 2, "t", "x", []byte{0x03, 0, 1, 'a'}))
 	f.Add([]byte{0x30, 0xff, 0xff, 0xff, 0x7f})
+	f.Add(frame(typeSubscribe<<4|2, append(appendStr([]byte{0, 1}, "tend/+/#"), 1)))
+	f.Add(frame(typeSubscribe<<4|2, append(appendStr([]byte{0, 1, 0}, "a/b"), 0x2d)))
+	f.Add(frame(typeUnsubscribe<<4|2, appendStr([]byte{0, 2, 0}, "a/#")))
 	const limit = 4096
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bufio.NewReader(bytes.NewReader(data))
@@ -253,7 +307,17 @@ func FuzzReadPacket(f *testing.F) {
 						}
 					}
 				case typeSubscribe:
-					decodeSubscribe(body, level)
+					if _, subs, err := decodeSubscribe(body, level); err == nil {
+						for _, sub := range subs {
+							if sub.filter == "" || !validUTF8([]byte(sub.filter)) || sub.qos > 2 {
+								t.Fatalf("accepted filter %q qos %d", sub.filter, sub.qos)
+							}
+							// A valid filter without wildcards matches itself.
+							if validFilter(sub.filter) && !strings.ContainsAny(sub.filter, "+#") && !matchTopic(sub.filter, sub.filter) {
+								t.Fatalf("filter %q does not match itself", sub.filter)
+							}
+						}
+					}
 				case typeUnsubscribe:
 					decodeUnsubscribe(body, level)
 				case typePuback, typePubrec, typePubrel, typePubcomp:

@@ -5,20 +5,31 @@
 // that every connection is authenticated per device, and so that handlers
 // from many connections run concurrently and can share one group commit.
 //
-// Scope: device uplink. SUBSCRIBE is answered with failure (0x80) for every
-// filter because there is no downlink yet; will messages and retained flags
-// are accepted and ignored; sessions are not persisted (CONNACK session
-// present is always 0). MQTT 5.0 topic aliases and enhanced authentication
-// are refused cleanly (DISCONNECT 0x94, CONNACK 0x8C). A resent QoS 1
-// PUBLISH is handed over again (QoS 1 is at least once); downstream
-// deduplicates by the reading's idempotency key. A resent QoS 2 PUBLISH
-// whose PUBREL is still awaited on the same connection is not.
+// Scope: device uplink, and downlink of commands to devices (Deliver).
+// SUBSCRIBE is granted per filter only if the Authenticator also implements
+// SubscribeAuthorizer and allows that exact filter string (wildcards
+// included); otherwise it is refused (0x80 in 3.1.1, 0x87 in 5.0). Granted
+// QoS is at most 1. Subscriptions belong to the connection and end with it:
+// sessions are not persisted (CONNACK session present is always 0), so a
+// reconnecting device subscribes again, and Deliver never resends: its
+// caller retries. Deliver sends a QoS 1 PUBLISH to each connection of the
+// device with a matching subscription and returns once one of them has
+// acknowledged; at most 16 such PUBLISHes (fewer if the 5.0 client's
+// Receive Maximum says so) await PUBACK per connection. Will messages and
+// retained flags are accepted and ignored. MQTT 5.0 topic aliases,
+// subscription identifiers, shared subscriptions and enhanced
+// authentication are refused cleanly (DISCONNECT 0x94 or 0xA1, SUBACK 0x9E,
+// CONNACK 0x8C). A resent QoS 1 PUBLISH is handed over again (QoS 1 is at
+// least once); downstream deduplicates by the reading's idempotency key. A
+// resent QoS 2 PUBLISH whose PUBREL is still awaited on the same
+// connection is not.
 //
 // Per connection there is one reader goroutine and one writer goroutine.
 // QoS 1/2 PUBLISHes are handed to the Handler concurrently, up to
 // MaxInflight per connection (beyond that the reader stops reading, which
 // pushes back on the device); acknowledgements are written in arrival order
-// as MQTT 3.1.1 §4.6 requires.
+// as MQTT 3.1.1 §4.6 requires. SUBACK, PINGRESP and downlink PUBLISHes go
+// through the same writer, so they never reorder those acknowledgements.
 package mqtt
 
 import (
@@ -96,6 +107,7 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	sessions map[sessionKey]*conn
+	users    map[string]map[*conn]struct{} // established connections by username, for Deliver
 	closed   bool
 }
 
@@ -135,6 +147,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.conns = make(map[*conn]struct{})
 	s.sessions = make(map[sessionKey]*conn)
+	s.users = make(map[string]map[*conn]struct{})
 	s.wg.Add(1)
 	go s.acceptLoop()
 	if ctx.Done() != nil {
@@ -200,6 +213,10 @@ func (s *Server) register(c *conn) {
 	s.mu.Lock()
 	old := s.sessions[key]
 	s.sessions[key] = c
+	if s.users[c.username] == nil {
+		s.users[c.username] = make(map[*conn]struct{})
+	}
+	s.users[c.username][c] = struct{}{}
 	s.mu.Unlock()
 	if old != nil && old != c {
 		s.Logger.Debug("mqtt session taken over", "device", c.username, "client", c.clientID)
@@ -213,6 +230,12 @@ func (s *Server) unregister(c *conn) {
 	key := sessionKey{c.username, c.clientID}
 	if s.sessions[key] == c {
 		delete(s.sessions, key)
+	}
+	if byUser := s.users[c.username]; byUser != nil {
+		delete(byUser, c)
+		if len(byUser) == 0 {
+			delete(s.users, c.username)
+		}
 	}
 	s.mu.Unlock()
 }

@@ -431,6 +431,8 @@ func TestSessionTakeover(t *testing.T) {
 	}
 }
 
+// TestSubscribeRefused: filters the authorizer does not allow are refused,
+// 0x80 in 3.1.1 and 0x87 (not authorized) in 5.0.
 func TestSubscribeRefused(t *testing.T) {
 	s := startServer(t, newRecorder())
 	tests := []struct {
@@ -439,7 +441,7 @@ func TestSubscribeRefused(t *testing.T) {
 		want  []byte
 	}{
 		{level311, append(appendStr(append(appendStr([]byte{0, 5}, "a/#"), 1), "b"), 0), []byte{0, 5, 0x80, 0x80}},
-		{level5, append(appendStr([]byte{0, 6, 0}, "a/+"), 2), []byte{0, 6, 0, 0x80}},
+		{level5, append(appendStr([]byte{0, 6, 0}, "a/+"), 2), []byte{0, 6, 0, 0x87}},
 	}
 	for _, tt := range tests {
 		c := dialRaw(t, s)

@@ -325,7 +325,14 @@ func (s *Stream) ensureStream(ctx context.Context, js jetstream.JetStream) error
 		return fmt.Errorf("stream: create or update %s: %w", StreamName, err)
 	}
 	for _, d := range s.cfg.Durables {
-		if _, err := js.CreateOrUpdateConsumer(ctx, StreamName, s.consumerConfig(d)); err != nil {
+		// Created once; ConsumeFrom may have re-created one at a start
+		// position, which an update here would refuse to change.
+		if _, err := js.Consumer(ctx, StreamName, d); err == nil {
+			continue
+		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("stream: look up consumer %q: %w", d, err)
+		}
+		if _, err := js.CreateConsumer(ctx, StreamName, s.consumerConfig(d)); err != nil {
 			return fmt.Errorf("stream: create consumer %q: %w", d, err)
 		}
 	}
@@ -373,13 +380,13 @@ func (s *Stream) Publish(ctx context.Context, subject string, data []byte, msgID
 // is done.
 func (s *Stream) Consume(ctx context.Context, durable string, maxBatch int, handle func(ctx context.Context, msgs [][]byte) error) error {
 	bodies := make([][]byte, 0, maxBatch)
-	return s.consume(ctx, durable, maxBatch, func(ctx context.Context, batch []Msg) error {
+	return s.consumeDurable(ctx, durable, maxBatch, func(ctx context.Context, batch []Msg) error {
 		bodies = bodies[:0]
 		for _, m := range batch {
 			bodies = append(bodies, m.Data)
 		}
 		return handle(ctx, bodies)
-	}, true)
+	})
 }
 
 // Msg is one message given to a ConsumeManual handler.
@@ -397,16 +404,16 @@ func (m Msg) Ack() error {
 	return m.m.Ack()
 }
 
-// ConsumeManual is Consume for a handler that acknowledges by itself (with
-// Msg.Ack, which acknowledges everything up to that message): a consumer
-// that checkpoints its state only every few seconds acknowledges then, so
-// that after a crash the stream replays from its last checkpoint. Messages
-// delivered again after AckWait carry the same Seq; the handler skips them.
-func (s *Stream) ConsumeManual(ctx context.Context, durable string, maxBatch int, handle func(ctx context.Context, msgs []Msg) error) error {
-	return s.consume(ctx, durable, maxBatch, handle, false)
-}
-
-func (s *Stream) consume(ctx context.Context, durable string, maxBatch int, handle func(ctx context.Context, msgs []Msg) error, autoAck bool) error {
+// ConsumeFrom is Consume for a handler that keeps its own position and
+// acknowledges by itself (with Msg.Ack, which acknowledges everything up to
+// that message): a consumer that checkpoints its state every few seconds
+// acknowledges then. Delivery starts at stream sequence from: the durable
+// is re-created there, because a durable resumes after what it last
+// delivered, not after what was acknowledged, and a consumer restarting
+// from a checkpoint needs what came after the checkpoint, in order. Its
+// acknowledgement floor (what compaction keeps) starts just below from.
+// Messages delivered again after AckWait carry the same Seq.
+func (s *Stream) ConsumeFrom(ctx context.Context, durable string, from uint64, maxBatch int, handle func(ctx context.Context, msgs []Msg) error) error {
 	js, err := s.jetStream()
 	if err != nil {
 		return err
@@ -414,8 +421,31 @@ func (s *Stream) consume(ctx context.Context, durable string, maxBatch int, hand
 	if durable == "" {
 		return errors.New("stream: consume needs a durable name")
 	}
-	if maxBatch <= 0 {
-		maxBatch = defaultConsumeBatch
+	if err := js.DeleteConsumer(ctx, StreamName, durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("stream: reset consumer %q: %w", durable, err)
+	}
+	cfg := s.consumerConfig(durable)
+	if from > 1 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+	}
+	cons, err := js.CreateConsumer(ctx, StreamName, cfg)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("stream: create consumer %q at %d: %w", durable, from, err)
+	}
+	return s.consume(ctx, cons, durable, maxBatch, handle, false)
+}
+
+// consumeDurable creates or updates the durable and consumes it.
+func (s *Stream) consumeDurable(ctx context.Context, durable string, maxBatch int, handle func(ctx context.Context, msgs []Msg) error) error {
+	js, err := s.jetStream()
+	if err != nil {
+		return err
+	}
+	if durable == "" {
+		return errors.New("stream: consume needs a durable name")
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, StreamName, s.consumerConfig(durable))
 	if err != nil {
@@ -423,6 +453,13 @@ func (s *Stream) consume(ctx context.Context, durable string, maxBatch int, hand
 			return nil
 		}
 		return fmt.Errorf("stream: create consumer %q: %w", durable, err)
+	}
+	return s.consume(ctx, cons, durable, maxBatch, handle, true)
+}
+
+func (s *Stream) consume(ctx context.Context, cons jetstream.Consumer, durable string, maxBatch int, handle func(ctx context.Context, msgs []Msg) error, autoAck bool) error {
+	if maxBatch <= 0 {
+		maxBatch = defaultConsumeBatch
 	}
 
 	// The client prefetches into msgs; the loop below takes the first message
