@@ -303,9 +303,9 @@ var dimensions = map[string]map[string]conversion{
 	"{steps}": {
 		"{steps}": identity, "steps": identity, "count": identity, "{count}": identity,
 	},
-	"L/min": {"L/min": identity, "l/min": identity},
+	"L/min":   {"L/min": identity, "l/min": identity},
 	"{score}": {"{score}": identity, "{ScoreOf}": identity, "1": identity},
-	"{flag}": {"{flag}": identity, "1": identity, "/": identity},
+	"{flag}":  {"{flag}": identity, "1": identity, "/": identity},
 }
 
 func fahrenheit(f float64) float64 { return (f - fahrenheitOff) * 5 / 9 }
