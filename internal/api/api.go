@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/tendhealth/tend/internal/alarm"
 	"github.com/tendhealth/tend/internal/ingest"
+	"github.com/tendhealth/tend/internal/live"
 	"github.com/tendhealth/tend/internal/store"
 )
 
@@ -31,6 +33,13 @@ type Config struct {
 	Kickers []Kicker     // protocol front ends holding device connections
 	Now     func() time.Time
 	Logger  *slog.Logger
+
+	// Alarm API and live stream; each group of routes is served only when
+	// what it needs is set.
+	Alarms     *alarm.Service
+	AlarmStore alarm.Store
+	Profiles   *alarm.Profiles
+	Live       *live.Hub
 }
 
 // Handler is the root HTTP handler.
@@ -59,6 +68,7 @@ func New(cfg Config) *Handler {
 	m.Handle("GET /api/v1/patients/{id}/latest", h.withRole(h.latest, store.RoleAdmin, store.RoleIntegration))
 	m.Handle("POST /api/v1/tokens", h.admin(h.postToken))
 	m.Handle("POST /api/v1/auth/token", h.serve(h.login))
+	h.alarmRoutes()
 	if cfg.FHIR != nil {
 		m.Handle("/fhir/", h.withRole(func(w http.ResponseWriter, r *http.Request) error {
 			cfg.FHIR.ServeHTTP(w, r)
