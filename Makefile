@@ -15,15 +15,25 @@ unit:
 	$(GO) test -count=1 -timeout 20m ./...
 
 race:
-	$(GO) test -count=1 -race -timeout 30m ./internal/mqtt/... ./internal/commit/... ./internal/ingest/... ./internal/store/...
+	$(GO) test -count=1 -race -timeout 30m ./internal/mqtt/... ./internal/commit/... ./internal/ingest/... ./internal/store/... \
+		./internal/alarm/... ./internal/alarmdb/... ./internal/evaluator/... ./internal/live/... ./internal/notify/... ./internal/rules/...
 
-# Each fuzz target runs briefly; `make fuzz FUZZTIME=10m` digs deeper.
+# Each fuzz target runs briefly; `make fuzz FUZZTIME=10m` digs deeper. Every
+# decoder of outside input has one (package:target).
+FUZZ_TARGETS = \
+	senml:FuzzDecodeJSON senml:FuzzDecodeCBOR \
+	fhir:FuzzParseObservationSearch fhir:FuzzDecodeResource \
+	mqtt:FuzzReadPacket mqtt:FuzzMatchTopic \
+	reading:FuzzDecodeBatch store/sqlite:FuzzParseObservationID \
+	notify:FuzzVerifySignature notify:FuzzParseRetryAfter \
+	rules:FuzzProfile glucose:FuzzHistory api:FuzzWriteEvent
+
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzDecodeJSON$$' -fuzztime=$(FUZZTIME) ./internal/senml
-	$(GO) test -run='^$$' -fuzz='^FuzzDecodeCBOR$$' -fuzztime=$(FUZZTIME) ./internal/senml
-	$(GO) test -run='^$$' -fuzz='^FuzzParseObservationSearch$$' -fuzztime=$(FUZZTIME) ./internal/fhir
-	$(GO) test -run='^$$' -fuzz='^FuzzReadPacket$$' -fuzztime=$(FUZZTIME) ./internal/mqtt
-	$(GO) test -run='^$$' -fuzz='^FuzzDecodeBatch$$' -fuzztime=$(FUZZTIME) ./internal/reading
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn ./internal/$$pkg"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) ./internal/$$pkg; \
+	done
 
 test: vet unit race fuzz
 

@@ -22,12 +22,17 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	mllpAddr := fs.String("mllp", ":2575", "HL7 v2 MLLP listen address; 'off' disables it")
 	storeURL := fs.String("store", "", "store URL: empty for SQLite in the data directory, sqlite:PATH, or postgres://...")
 	natsURL := fs.String("nats-url", "", "external NATS JetStream servers, comma separated; empty runs NATS embedded")
+	smtpAddr := fs.String("smtp-addr", "", "SMTP server host:port for e-mail notifications; empty disables e-mail")
+	smtpFrom := fs.String("smtp-from", "", "sender address of notification e-mails")
+	smtpUser := fs.String("smtp-username", "", "SMTP user name (the password is read from TEND_SMTP_PASSWORD only)")
+	smtpTLS := fs.Bool("smtp-starttls", true, "require STARTTLS to the SMTP server (not needed for a server on loopback)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: tend serve [flags]\n\nFlags (each also TEND_<FLAG>, e.g. TEND_HTTP=:9090):")
 		fs.PrintDefaults()
 		fmt.Fprintln(fs.Output(), "\nTEND_BOOTSTRAP_TOKEN=<secret> registers that secret as an admin API token on a store with no admin yet.")
+		fmt.Fprintln(fs.Output(), "TEND_SMTP_PASSWORD=<password> is the SMTP password (never a flag: flags show in process lists).")
 	}
 	if err := parseFlags(fs, args, stdout); err != nil {
 		if err == flag.ErrHelp {
@@ -55,6 +60,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		DataDir: *data, HTTPAddr: *httpAddr, MQTTAddr: *mqttAddr, MLLPAddr: *mllpAddr,
 		StoreURL: *storeURL, NATSURLs: urls, BootstrapToken: os.Getenv("TEND_BOOTSTRAP_TOKEN"),
 		Logger: log, Console: stdout,
+		SMTP: node.SMTP{Addr: *smtpAddr, From: *smtpFrom, Username: *smtpUser, Password: os.Getenv("TEND_SMTP_PASSWORD"), StartTLS: *smtpTLS},
 	})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

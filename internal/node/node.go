@@ -25,10 +25,13 @@ import (
 
 	"github.com/tendhealth/tend/internal/api"
 	"github.com/tendhealth/tend/internal/commit"
+	"github.com/tendhealth/tend/internal/evaluator"
 	"github.com/tendhealth/tend/internal/fhir"
 	"github.com/tendhealth/tend/internal/ingest"
+	"github.com/tendhealth/tend/internal/live"
 	"github.com/tendhealth/tend/internal/mllp"
 	"github.com/tendhealth/tend/internal/mqtt"
+	"github.com/tendhealth/tend/internal/reading"
 	"github.com/tendhealth/tend/internal/recorder"
 	"github.com/tendhealth/tend/internal/store"
 	"github.com/tendhealth/tend/internal/store/sqlite"
@@ -50,6 +53,7 @@ type Config struct {
 	Logger         *slog.Logger
 	Now            func() time.Time
 	Console        io.Writer // where a first-start one-time password is printed
+	SMTP           SMTP      // e-mail notifications; zero disables them
 }
 
 // Node is one running Tend process.
@@ -66,6 +70,8 @@ type Node struct {
 	http     *http.Server
 	httpLn   net.Listener
 	registry *prometheus.Registry
+	alarms   *alarms
+	hub      *live.Hub
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -118,7 +124,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 
 	n.stream = stream.New(stream.Config{Dir: filepath.Join(cfg.DataDir, "stream"), URLs: cfg.NATSURLs, Logger: log, Registerer: n.registry,
-		Durables: []string{recorder.DefaultDurable}})
+		Durables: []string{recorder.DefaultDurable, evaluator.DefaultDurable}})
 	if err := n.stream.Start(ctx); err != nil {
 		return fmt.Errorf("start stream: %w", err)
 	}
@@ -135,7 +141,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	n.hub = &live.Hub{}
 	n.recorder = &recorder.Recorder{Stream: n.stream, Store: n.store, Logger: log, Now: cfg.Now, Metrics: recorderMetrics,
+		OnStored: n.publishReadings,
 		OnPoison: func(data []byte, perr error) {
 			dl := &store.DeadLetter{Received: cfg.Now().UTC(), Source: "stream", ContentType: "application/x-tend-batch", Payload: data,
 				Reason: "stream message could not be decoded: " + perr.Error()}
@@ -159,6 +167,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			return listenError("mqtt", cfg.MQTTAddr, err)
 		}
 	}
+	// After MQTT, so alarms can be sent down to patients' devices.
+	if err := n.startAlarms(runCtx); err != nil {
+		return err
+	}
 	if cfg.MLLPAddr != Off {
 		n.mllp = &mllp.Server{Addr: cfg.MLLPAddr, Logger: log, Now: cfg.Now}
 		if err := n.mllp.Start(runCtx); err != nil {
@@ -175,6 +187,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		h := api.New(api.Config{
 			Store: n.store, Ingest: n.pipeline, FHIR: fh, Ready: n.readyErr, Kickers: kickers, Now: cfg.Now, Logger: log,
 			Metrics: promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}),
+			Alarms:  n.alarms.service, AlarmStore: n.alarms.db, Profiles: n.alarms.profiles, Live: n.hub,
 		})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
@@ -183,6 +196,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		n.httpLn = ln
 		n.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		n.http.RegisterOnShutdown(n.hub.Close) // ends live streams so Shutdown need not wait for them
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
@@ -224,11 +238,16 @@ func (n *Node) Close() error {
 	if n.mllp != nil {
 		errs = append(errs, n.mllp.Close())
 	}
+	// The evaluator commits derived readings: close it before the commit.
+	errs = append(errs, n.alarms.close())
 	if n.commit != nil {
 		errs = append(errs, n.commit.Close())
 	}
 	if n.recorder != nil {
 		errs = append(errs, n.recorder.Close())
+	}
+	if n.hub != nil {
+		n.hub.Close()
 	}
 	if n.cancel != nil {
 		n.cancel()
@@ -254,6 +273,21 @@ func (n *Node) readyErr() error {
 		return fmt.Errorf("stream: %w", err)
 	}
 	return nil
+}
+
+// publishReadings puts stored readings on the live stream, but only
+// while someone is watching: encoding every reading costs.
+func (n *Node) publishReadings(rs []reading.Reading) {
+	if n.hub.Len() == 0 {
+		return
+	}
+	for i := range rs {
+		b, err := json.Marshal(&rs[i])
+		if err != nil {
+			continue
+		}
+		n.hub.Publish(live.Event{Type: live.TypeReading, Patient: rs[i].Patient, Data: b})
+	}
 }
 
 // Store exposes the node's store (tests and operator commands).

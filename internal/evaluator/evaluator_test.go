@@ -1,0 +1,147 @@
+package evaluator
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tendhealth/tend/internal/alarm"
+	"github.com/tendhealth/tend/internal/alarmdb"
+	"github.com/tendhealth/tend/internal/codes"
+	"github.com/tendhealth/tend/internal/reading"
+	"github.com/tendhealth/tend/internal/stream"
+)
+
+type harness struct {
+	t      *testing.T
+	dir    string
+	stream *stream.Stream
+	db     *alarmdb.DB
+	seq    int
+	t0     time.Time
+}
+
+func newHarness(t *testing.T) *harness {
+	dir := t.TempDir()
+	st := stream.New(stream.Config{Dir: filepath.Join(dir, "stream"), Durables: []string{DefaultDurable}})
+	if err := st.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	db, err := alarmdb.Open(filepath.Join(dir, "alarms.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return &harness{t: t, dir: dir, stream: st, db: db, t0: time.Now().UTC().Truncate(time.Second)}
+}
+
+// start runs an evaluator until the returned cancel; cancelling without
+// Close is a crash: no final snapshot.
+func (h *harness) start(snapshotEvery time.Duration) (*Evaluator, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	profiles := &alarm.Profiles{Store: h.db}
+	svc := alarm.NewService(alarm.Config{Store: h.db, Escalation: profiles.Escalation})
+	e := &Evaluator{Stream: h.stream, Store: h.db, Alarms: svc, Profiles: profiles, SnapshotEvery: snapshotEvery, TickEvery: time.Hour}
+	if err := e.Start(ctx); err != nil {
+		h.t.Fatal(err)
+	}
+	return e, cancel
+}
+
+func (h *harness) publish(patient string, offset time.Duration, spo2 float64) {
+	h.seq++
+	at := h.t0.Add(offset)
+	r := reading.Reading{Patient: patient, Device: "ox-" + patient, Code: codes.OxygenSaturation, Value: spo2, HasValue: true,
+		Unit: "%", Time: at, Received: at, Source: "test"}
+	if err := h.stream.Publish(context.Background(), stream.DefaultSubject, reading.EncodeBatch([]reading.Reading{r}), fmt.Sprint("m", h.seq)); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// waitFor polls the alarm store until cond holds; the deadline only bounds
+// a failing test.
+func (h *harness) waitFor(what string, cond func([]alarm.Alarm) bool) []alarm.Alarm {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		as, err := h.db.Alarms(context.Background(), alarm.Filter{Limit: 1000})
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if cond(as) {
+			return as
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s; alarms: %+v", what, as)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func count(as []alarm.Alarm, rule string, state alarm.State) int {
+	n := 0
+	for _, a := range as {
+		if a.Rule == rule && (state == "" || a.State == state) {
+			n++
+		}
+	}
+	return n
+}
+
+// A crash (no final snapshot) and restart replays the stream: the engine
+// state is rebuilt, and the alarm raised before the crash is neither raised
+// again nor forgotten (its condition still clears).
+func TestCrashReplayRaisesOnce(t *testing.T) {
+	for _, snap := range []time.Duration{time.Hour, time.Millisecond} {
+		t.Run(fmt.Sprint("snapshot every ", snap), func(t *testing.T) {
+			h := newHarness(t)
+			_, crash := h.start(snap)
+			h.publish("p1", 0, 84)
+			h.publish("p1", 30*time.Second, 83) // spo2-critical: < 85 for 30 s
+			h.waitFor("spo2-critical raised", func(as []alarm.Alarm) bool { return count(as, "spo2-critical", alarm.Active) == 1 })
+			crash()
+			time.Sleep(50 * time.Millisecond) // let the consumer goroutine wind down; not an assertion
+
+			e, stop := h.start(snap)
+			defer stop()
+			h.publish("p1", 40*time.Second, 82)
+			h.publish("p1", 50*time.Second, 95) // clears: latched (high), stays active with condition off
+			as := h.waitFor("condition cleared", func(as []alarm.Alarm) bool {
+				for _, a := range as {
+					if a.Rule == "spo2-critical" && !a.Condition {
+						return true
+					}
+				}
+				return false
+			})
+			if n := count(as, "spo2-critical", ""); n != 1 {
+				t.Fatalf("spo2-critical episodes = %d, want 1", n)
+			}
+			hist, err := h.db.History(context.Background(), as[0].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raised := 0
+			for _, c := range hist {
+				if c.Action == "raised" {
+					raised++
+				}
+			}
+			if raised != 1 {
+				t.Fatalf("raised %d times in history %+v", raised, hist)
+			}
+			if err := e.Close(); err != nil {
+				t.Fatal(err)
+			}
+			cp, err := h.db.Checkpoint(context.Background(), DefaultDurable)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cp.Applied != 4 || cp.SnapSeq != 4 || cp.Snapshot == nil {
+				t.Fatalf("checkpoint after Close = applied %d, snapshot at %d (%d bytes); want 4, 4, some", cp.Applied, cp.SnapSeq, len(cp.Snapshot))
+			}
+		})
+	}
+}

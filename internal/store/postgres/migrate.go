@@ -1,0 +1,101 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// migrationLockKey is the advisory lock serialising migrations of the
+// current schema. Keying it on the schema lets independent schemas in one
+// database (tests, tenants) migrate in parallel.
+const migrationLockKey = `hashtextextended('tend.migrate.' || COALESCE(current_schema(), ''), 0)`
+
+// migrationRunLockKey is held around a whole migration run; see migrate.
+const migrationRunLockKey = `hashtextextended('tend.migrate-run.' || COALESCE(current_schema(), ''), 0)`
+
+// schemaLocker is a goose session locker that waits on pg_advisory_lock.
+// goose's own PostgreSQL locker polls every few seconds and uses one key
+// for the whole database; blocking on the lock lets a waiting node continue
+// the moment the migrating one is done, and honours context cancellation.
+type schemaLocker struct{}
+
+var _ lock.SessionLocker = schemaLocker{}
+
+func (schemaLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(`+migrationLockKey+`)`); err != nil {
+		return fmt.Errorf("take migration lock: %w", err)
+	}
+	return nil
+}
+
+func (schemaLocker) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
+	var released bool
+	if err := conn.QueryRowContext(ctx, `SELECT pg_advisory_unlock(`+migrationLockKey+`)`).Scan(&released); err != nil {
+		return fmt.Errorf("release migration lock: %w", err)
+	}
+	if !released {
+		return errors.New("release migration lock: lock was not held")
+	}
+	return nil
+}
+
+// migrate applies the embedded migrations not yet recorded in the schema.
+func migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error {
+	var schema *string
+	if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return fmt.Errorf("read current schema: %w", err)
+	}
+	if schema == nil {
+		return errors.New("no schema of the search_path exists; create it first")
+	}
+	// goose's HasPending creates its version table before taking the
+	// session lock, so nodes migrating a fresh schema together would race
+	// on it (and back off for seconds). Holding a lock of our own around
+	// the whole run serialises them from the start; it uses another key
+	// than the session locker, which goose takes on a different connection.
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire connection: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(`+migrationRunLockKey+`)`); err != nil {
+		return fmt.Errorf("take migration run lock: %w", err)
+	}
+	defer func() {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+migrationRunLockKey+`)`); err != nil {
+			// A session that cannot unlock cannot be trusted back in the pool.
+			conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}()
+	migrations, err := fs.Sub(migrationFS, "migrations")
+	if err != nil {
+		return fmt.Errorf("embedded migrations: %w", err)
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations,
+		goose.WithSessionLocker(schemaLocker{}),
+		goose.WithDisableGlobalRegistry(true),
+		goose.WithSlog(logger),
+	)
+	if err != nil {
+		return fmt.Errorf("migration provider: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return err
+	}
+	return nil
+}
