@@ -274,6 +274,17 @@ func (s *scenario) do(cmd, rest string) error {
 			return nil
 		}
 		return s.dispatch()
+	case "external": // external PATIENT DEVICE CODE PRIORITY active|ended: a device-reported alarm (HL7 PCD-04)
+		if len(pos) != 5 {
+			return errors.New("want: external PATIENT DEVICE CODE PRIORITY active|ended")
+		}
+		err := s.svc.RaiseExternal(s.ctx, alarm.External{Patient: pos[0], Device: pos[1], Source: "hl7", Code: pos[2],
+			Text: "device alarm " + pos[2], Priority: rules.Priority(pos[3]), Active: pos[4] == "active", Time: s.now})
+		if err != nil {
+			s.emit("refused external " + pos[2])
+			return nil
+		}
+		return s.dispatch()
 	case "fail": // fail RECIPIENT permanent|retry|off
 		if len(pos) != 2 {
 			return errors.New("want: fail RECIPIENT permanent|retry|off")

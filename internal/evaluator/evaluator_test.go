@@ -145,3 +145,28 @@ func TestCrashReplayRaisesOnce(t *testing.T) {
 		})
 	}
 }
+
+// Evaluation running far behind ingest raises the system's ingest-backlog
+// alarm (no patient; supervisors are told) and clears it once caught up.
+func TestBacklogAlarm(t *testing.T) {
+	h := newHarness(t)
+	_, stop := h.start(time.Hour)
+	defer stop()
+	old := reading.Reading{Patient: "p1", Device: "ox", Code: codes.OxygenSaturation, Value: 97, HasValue: true, Unit: "%",
+		Time: time.Now().Add(-2 * time.Minute), Received: time.Now().Add(-time.Minute), Source: "test"}
+	if err := h.stream.Publish(context.Background(), stream.DefaultSubject, reading.EncodeBatch([]reading.Reading{old}), "old"); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the backlog alarm", func(as []alarm.Alarm) bool { return count(as, backlogRule, alarm.Active) == 1 })
+	fresh := old
+	fresh.Time, fresh.Received = time.Now(), time.Now()
+	if err := h.stream.Publish(context.Background(), stream.DefaultSubject, reading.EncodeBatch([]reading.Reading{fresh}), "fresh"); err != nil {
+		t.Fatal(err)
+	}
+	as := h.waitFor("the backlog alarm to resolve", func(as []alarm.Alarm) bool { return count(as, backlogRule, alarm.Resolved) == 1 })
+	for _, a := range as {
+		if a.Rule == backlogRule && (a.Patient != "" || a.Kind != "technical") {
+			t.Errorf("backlog alarm %+v: want a technical alarm without patient", a)
+		}
+	}
+}

@@ -131,10 +131,14 @@ type condition struct {
 	Priority Priority  `json:"priority,omitempty"`
 }
 
-func (e *Engine) patient(id string) *patientState {
+// patient returns a patient's state, loading its rules when needed. The
+// condition of a rule that no longer exists (switched off or removed) is
+// dropped, and if it was firing a Clear is emitted at time at, so its
+// alarm does not stay open for a condition nobody evaluates.
+func (e *Engine) patient(id string, at time.Time, out *Output) *patientState {
 	p := e.patients[id]
 	if p == nil {
-		p = &patientState{id: id, Signals: map[string]*signal{}, Seen: map[string]*seen{}, Conds: map[string]*condition{}, Devices: map[string]*deviceSeen{}}
+		p = newPatientState(id)
 		e.patients[id] = p
 	}
 	if p.rules == nil {
@@ -142,8 +146,32 @@ func (e *Engine) patient(id string) *patientState {
 		if p.rules == nil {
 			p.rules = []Rule{}
 		}
+		exists := make(map[string]bool, len(p.rules))
+		for _, r := range p.rules {
+			exists[r.ID] = true
+		}
+		keys := make([]string, 0, len(p.Conds))
+		for k := range p.Conds {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			ruleID, subject, _ := strings.Cut(k, "|")
+			if exists[ruleID] {
+				continue
+			}
+			if c := p.Conds[k]; c.Firing {
+				gone := Rule{ID: ruleID, Name: ruleID, Priority: c.Priority}
+				e.emit(gone, subject, Clear, Event{Patient: id, Time: at, Priority: c.Priority, Message: ruleID + ": rule switched off"}, out)
+			}
+			delete(p.Conds, k)
+		}
 	}
 	return p
+}
+
+func newPatientState(id string) *patientState {
+	return &patientState{id: id, Signals: map[string]*signal{}, Seen: map[string]*seen{}, Conds: map[string]*condition{}, Devices: map[string]*deviceSeen{}}
 }
 
 // value is one number a reading carries: its own value or a panel part.
@@ -200,7 +228,7 @@ func (e *Engine) Observe(r reading.Reading, seq uint64, out *Output) {
 	if r.Patient == "" {
 		return
 	}
-	p := e.patient(r.Patient)
+	p := e.patient(r.Patient, r.Time, out)
 	for _, v := range values(&r) {
 		k := r.Device + "|" + v.code
 		s := p.Seen[k]
@@ -295,7 +323,7 @@ func (e *Engine) Tick(now time.Time, out *Output) {
 	}
 	sort.Strings(ids) // deterministic event order
 	for _, id := range ids {
-		p := e.patient(id)
+		p := e.patient(id, now, out)
 		for _, rule := range p.rules {
 			if rule.Kind != KindNoData {
 				continue
@@ -537,28 +565,43 @@ func round1(v float64) float64 { return math.Round(v*10) / 10 }
 // it. Rules are not part of it: they are reloaded.
 func (e *Engine) Snapshot() ([]byte, error) { return json.Marshal(e.patients) }
 
-// Restore replaces the engine state with a snapshot.
+// Restore replaces the engine state with a snapshot. Entries a damaged
+// snapshot leaves empty (null) are dropped rather than trusted.
 func (e *Engine) Restore(b []byte) error {
 	ps := map[string]*patientState{}
 	if err := json.Unmarshal(b, &ps); err != nil {
 		return fmt.Errorf("rules: restore snapshot: %w", err)
 	}
+	out := make(map[string]*patientState, len(ps))
 	for id, p := range ps {
-		p.id = id
-		if p.Signals == nil {
-			p.Signals = map[string]*signal{}
+		if p == nil {
+			continue
 		}
-		if p.Seen == nil {
-			p.Seen = map[string]*seen{}
+		fresh := newPatientState(id)
+		for k, v := range p.Signals {
+			if v != nil {
+				fresh.Signals[k] = v
+			}
 		}
-		if p.Conds == nil {
-			p.Conds = map[string]*condition{}
+		for k, v := range p.Seen {
+			if v != nil {
+				fresh.Seen[k] = v
+			}
 		}
-		if p.Devices == nil {
-			p.Devices = map[string]*deviceSeen{}
+		for k, v := range p.Conds {
+			if v != nil {
+				fresh.Conds[k] = v
+			}
 		}
+		for k, v := range p.Devices {
+			if v != nil {
+				fresh.Devices[k] = v
+			}
+		}
+		fresh.LastScore = p.LastScore
+		out[id] = fresh
 	}
-	e.patients = ps
+	e.patients = out
 	return nil
 }
 

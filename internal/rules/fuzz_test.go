@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -142,8 +141,7 @@ func FuzzProfile(f *testing.F) {
 }
 
 // FuzzRestore: Restore either refuses a snapshot or leaves an engine that
-// works. Documents containing JSON null are left out until Restore refuses
-// them (see TestRestoreNullEntries).
+// works, null entries included.
 func FuzzRestore(f *testing.F) {
 	e := NewEngine(fixed(mustDefaults(f, SettingWard)...))
 	var out Output
@@ -156,12 +154,11 @@ func FuzzRestore(f *testing.F) {
 	}
 	f.Add(snap)
 	f.Add([]byte(`{}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{"p1":null,"p2":{"seen":{"k":null},"conds":null}}`))
 	f.Add([]byte(`{"p1":{"conds":{"spo2-low|":{"pending":true,"onset":"2026-01-05T08:00:00Z"}},"signals":{"59408-5":{"last":{"t":"2026-01-05T08:00:00Z","v":80},"device":"m","history":[{"t":"2026-01-05T07:00:00Z","v":90}]}}}}`))
 	readings := fuzzReadings()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if bytes.Contains(data, []byte("null")) {
-			return
-		}
 		e := NewEngine(fixed(mustDefaults(t, SettingWard)...))
 		if err := e.Restore(data); err != nil {
 			return

@@ -90,15 +90,21 @@ func (e *Engine) news2(p *patientState, rule Rule, r reading.Reading, seq uint64
 	}
 	prio := BandPriority(res.Band)
 	ev := Event{Device: r.Device, Code: codes.NEWS2Score, Value: float64(res.Total), Time: r.Time, Seq: seq, Received: r.Received, Priority: prio, Detail: res}
-	ev.Message = news2Message(rule, res)
 	c := p.Conds[rule.ID+"|"]
+	firing := c != nil && c.Firing
+	// The message is built only when something is emitted: this runs on
+	// every vital-sign reading.
 	switch {
-	case prio == "":
+	case prio == "" && firing:
+		ev.Message = news2Message(rule, res)
 		e.transition(p, rule, "", false, ev, out)
-	case c == nil || !c.Firing:
+	case prio == "":
+	case !firing:
+		ev.Message = news2Message(rule, res)
 		e.transition(p, rule, "", true, ev, out)
 	case c.Priority != prio:
 		c.Priority = prio
+		ev.Message = news2Message(rule, res)
 		e.emit(rule, "", Update, withPatient(ev, p.id), out)
 	}
 }

@@ -235,7 +235,7 @@ func (r Rule) Validate() error {
 				return err
 			}
 		}
-		if r.Kind == KindThreshold && !r.canFire(c) {
+		if !r.canFire(c) {
 			return fmt.Errorf("rule %s: %s %s %g can never be true for %s (%g–%g)", r.ID, c.LOINC, r.Op, r.Value, c.Display, c.Min, c.Max)
 		}
 	case KindRate, KindChange:

@@ -133,7 +133,6 @@ func TestRuleValidate(t *testing.T) {
 // TestEventRuleThatCanNeverFire: Validate refuses thresholds that can never
 // be true; an event rule on a 0/1 flag with "> 1" can never be true either.
 func TestEventRuleThatCanNeverFire(t *testing.T) {
-	t.Skip("BUG: Validate checks canFire only for threshold rules; an event rule such as fall > 1 is accepted and never fires")
 	r := Rule{ID: "fall", Kind: KindEvent, Code: codes.Fall, Op: ">", Value: 1, Priority: PriorityHigh}
 	checkErr(t, r.Validate(), "can never be true")
 }
