@@ -63,8 +63,8 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 	}
 	var out, errOut bytes.Buffer
 	dir := t.TempDir()
-	args := []string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--mqtt", "off", "--mllp", "off", "--store", "postgres://u:pw@db/x"}
-	if code := Run(args, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "PostgreSQL") || strings.Contains(errOut.String(), "pw") {
+	args := []string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--mqtt", "off", "--mllp", "off", "--store", "postgres://u:pw@127.0.0.1:1/x?connect_timeout=2"}
+	if code := Run(args, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "--store") || strings.Contains(errOut.String(), "pw") {
 		t.Fatalf("postgres store: exit %d, stderr %q", code, errOut.String())
 	}
 }

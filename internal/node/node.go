@@ -34,6 +34,7 @@ import (
 	"github.com/tendhealth/tend/internal/reading"
 	"github.com/tendhealth/tend/internal/recorder"
 	"github.com/tendhealth/tend/internal/store"
+	"github.com/tendhealth/tend/internal/store/postgres"
 	"github.com/tendhealth/tend/internal/store/sqlite"
 	"github.com/tendhealth/tend/internal/stream"
 )
@@ -119,7 +120,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.registry = prometheus.NewRegistry()
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	if n.store, err = openStore(cfg); err != nil {
+	if n.store, err = openStore(ctx, cfg); err != nil {
 		return err
 	}
 
@@ -293,7 +294,7 @@ func (n *Node) publishReadings(rs []reading.Reading) {
 // Store exposes the node's store (tests and operator commands).
 func (n *Node) Store() store.Store { return n.store }
 
-func openStore(cfg Config) (store.Store, error) {
+func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 	u := cfg.StoreURL
 	switch {
 	case u == "":
@@ -301,19 +302,13 @@ func openStore(cfg Config) (store.Store, error) {
 	case strings.HasPrefix(u, "sqlite:"):
 		return sqlite.Open(strings.TrimPrefix(strings.TrimPrefix(u, "sqlite:"), "//"))
 	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
-		return nil, errors.New("the PostgreSQL store is not available in this version; omit --store to use SQLite in the data directory")
-	}
-	return nil, fmt.Errorf("--store %q: use sqlite:PATH or postgres://...", redactURL(u))
-}
-
-// redactURL hides a password in a connection URL before it is shown.
-func redactURL(u string) string {
-	if at := strings.LastIndex(u, "@"); at >= 0 {
-		if scheme := strings.Index(u, "://"); scheme >= 0 && scheme < at {
-			return u[:scheme+3] + "…@" + u[at+1:]
+		s, err := postgres.Open(ctx, u, postgres.WithClock(cfg.Now), postgres.WithLogger(cfg.Logger))
+		if err != nil {
+			return nil, fmt.Errorf("--store %s: %w", postgres.Redact(u), err)
 		}
+		return s, nil
 	}
-	return u
+	return nil, fmt.Errorf("--store %q: use sqlite:PATH or postgres://...", postgres.Redact(u))
 }
 
 // listenError says which flag to change when a listener cannot bind.

@@ -2,13 +2,9 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
-	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -20,59 +16,14 @@ import (
 
 	"github.com/tendhealth/tend/internal/reading"
 	"github.com/tendhealth/tend/internal/store"
+	"github.com/tendhealth/tend/internal/store/postgres/pgtest"
 	"github.com/tendhealth/tend/internal/store/storetest"
 )
 
-const defaultTestURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+func testBaseURL() string { return pgtest.BaseURL() }
 
-func testBaseURL() string {
-	if u := os.Getenv("TEND_TEST_POSTGRES_URL"); u != "" {
-		return u
-	}
-	return defaultTestURL
-}
-
-// testSchema creates a fresh schema for one test and returns a connection
-// URL whose search_path selects it; the schema is dropped at cleanup. The
-// test is skipped, saying why, when PostgreSQL is unreachable.
-func testSchema(t testing.TB) string {
-	t.Helper()
-	base := testBaseURL()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Skipf("PostgreSQL at %s is unreachable (set TEND_TEST_POSTGRES_URL to use another): %v", Redact(base), err)
-	}
-	defer admin.Close(context.Background())
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "tend_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("TEND_TEST_POSTGRES_URL must be a URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+// testSchema is a fresh schema for one test (see pgtest.Schema).
+func testSchema(t testing.TB) string { return pgtest.Schema(t, Redact) }
 
 // fixedNow is the clock of stores under test, far from the weeks the tests
 // write to so the partitions Open creates are easy to tell apart.
