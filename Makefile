@@ -24,7 +24,7 @@ FUZZ_TARGETS = \
 	senml:FuzzDecodeJSON senml:FuzzDecodeCBOR \
 	fhir:FuzzParseObservationSearch fhir:FuzzDecodeResource \
 	mqtt:FuzzReadPacket mqtt:FuzzMatchTopic \
-	reading:FuzzDecodeBatch store/sqlite:FuzzParseObservationID \
+	reading:FuzzDecodeBatch store:FuzzParseObservationID \
 	notify:FuzzVerifySignature notify:FuzzParseRetryAfter \
 	rules:FuzzProfile glucose:FuzzHistory api:FuzzWriteEvent
 

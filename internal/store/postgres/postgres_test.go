@@ -315,7 +315,7 @@ func TestSampleByIDPrunesPartitions(t *testing.T) {
 	if err != nil || len(got) != 1 {
 		t.Fatalf("samples = %v, %v", got, err)
 	}
-	series, ts, err := parseObservationID(got[0].ID)
+	series, ts, err := store.ParseObservationID(got[0].ID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -319,12 +319,12 @@ func scanSample(row pgx.Row) (store.Sample, error) {
 	}
 	cs, err := decodeComponents(comps)
 	if err != nil {
-		return store.Sample{}, fmt.Errorf("sample %s: %w", observationID(seriesID, t), err)
+		return store.Sample{}, fmt.Errorf("sample %s: %w", store.ObservationID(seriesID, t), err)
 	}
 	r.Components = cs
 	r.Time = time.Unix(0, t).UTC()
 	r.Received = fromNanos(received)
-	return store.Sample{ID: observationID(seriesID, t), Reading: r}, nil
+	return store.Sample{ID: store.ObservationID(seriesID, t), Reading: r}, nil
 }
 
 // args collects positional parameters for a query being built.
@@ -396,7 +396,7 @@ func (s *Store) CountSamples(ctx context.Context, q store.Query) (int, error) {
 // Sample returns the sample with the given observation id. The id carries
 // the time, so the lookup reads a single partition.
 func (s *Store) Sample(ctx context.Context, id string) (store.Sample, error) {
-	series, t, err := parseObservationID(id)
+	series, t, err := store.ParseObservationID(id)
 	if err != nil {
 		return store.Sample{}, fmt.Errorf("postgres: sample: %w", store.ErrNotFound)
 	}

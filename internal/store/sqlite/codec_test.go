@@ -17,55 +17,6 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-func TestObservationIDRoundTrip(t *testing.T) {
-	tests := []struct {
-		series, t int64
-		want      string
-	}{
-		{1, 0, "1-0"},
-		{35, 35, "z-z"},
-		{36, 1772600767123456789, "10-dgtqj2ktrifp"},
-		{1, -1, "1--1"},
-		{math.MaxInt64, math.MinInt64, "1y2p0ij32e8e7--1y2p0ij32e8e8"},
-	}
-	for _, tc := range tests {
-		id := observationID(tc.series, tc.t)
-		if id != tc.want {
-			t.Errorf("observationID(%d, %d) = %q, want %q", tc.series, tc.t, id, tc.want)
-		}
-		s, tt, err := parseObservationID(id)
-		if err != nil || s != tc.series || tt != tc.t {
-			t.Errorf("parse(%q) = %d, %d, %v", id, s, tt, err)
-		}
-	}
-}
-
-func TestParseObservationIDRejects(t *testing.T) {
-	for _, id := range []string{"", "1", "-1", "0-1", "-1-1", "01-1", "1-01", "A-1", "1-+1", "1--0", "1- 1", "1-1 ", "1-zzzzzzzzzzzzzzz"} {
-		if s, tt, err := parseObservationID(id); err == nil {
-			t.Errorf("parse(%q) = %d, %d; want an error", id, s, tt)
-		}
-	}
-}
-
-func FuzzParseObservationID(f *testing.F) {
-	for _, s := range []string{"1-0", "z-z", "1--1", "10-dgtqj2ktrifp", "", "-", "0-0", "1-01"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, id string) {
-		series, tt, err := parseObservationID(id)
-		if err != nil {
-			return
-		}
-		if series <= 0 {
-			t.Fatalf("accepted non-positive series %d from %q", series, id)
-		}
-		if back := observationID(series, tt); back != id {
-			t.Fatalf("parse(%q) does not round trip: %q", id, back)
-		}
-	})
-}
-
 var goldenComponents = []struct {
 	name string
 	cs   []reading.Component

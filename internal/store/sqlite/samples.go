@@ -141,12 +141,12 @@ func scanSample(sc interface{ Scan(...any) error }) (store.Sample, error) {
 	}
 	cs, err := decodeComponents(comps)
 	if err != nil {
-		return store.Sample{}, fmt.Errorf("sample %s: %w", observationID(seriesID, t), err)
+		return store.Sample{}, fmt.Errorf("sample %s: %w", store.ObservationID(seriesID, t), err)
 	}
 	r.Components = cs
 	r.Time = time.Unix(0, t).UTC()
 	r.Received = fromNanos(received)
-	return store.Sample{ID: observationID(seriesID, t), Reading: r}, nil
+	return store.Sample{ID: store.ObservationID(seriesID, t), Reading: r}, nil
 }
 
 // filter renders the WHERE clause shared by Samples and CountSamples.
@@ -221,7 +221,7 @@ func (s *Store) CountSamples(ctx context.Context, q store.Query) (int, error) {
 
 // Sample returns the sample with the given observation id.
 func (s *Store) Sample(ctx context.Context, id string) (store.Sample, error) {
-	series, t, err := parseObservationID(id)
+	series, t, err := store.ParseObservationID(id)
 	if err != nil {
 		return store.Sample{}, fmt.Errorf("sqlite: sample: %w", store.ErrNotFound)
 	}
@@ -231,7 +231,7 @@ func (s *Store) Sample(ctx context.Context, id string) (store.Sample, error) {
 func (s *Store) sampleAt(ctx context.Context, series, t int64) (store.Sample, error) {
 	smp, err := scanSample(s.r.QueryRowContext(ctx, `SELECT `+sampleCols+` FROM samples s JOIN series se ON se.id = s.series_id WHERE s.series_id = ? AND s.t = ?`, series, t))
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.Sample{}, fmt.Errorf("sqlite: sample %s: %w", observationID(series, t), store.ErrNotFound)
+		return store.Sample{}, fmt.Errorf("sqlite: sample %s: %w", store.ObservationID(series, t), store.ErrNotFound)
 	}
 	if err != nil {
 		return store.Sample{}, fmt.Errorf("sqlite: sample: %w", err)
