@@ -28,12 +28,12 @@ import (
 // clock steps, readings and people's actions, with the alarm transitions
 // and notifications each step must produce. See testdata/scenarios/README.md.
 func TestScenarios(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "scenarios", "*.test"))
+	files, err := filepath.Glob(filepath.Join("testdata", "scenarios", "*.scenario"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no scenarios: %v", err)
 	}
 	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".test"), func(t *testing.T) {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".scenario"), func(t *testing.T) {
 			runScenario(t, f)
 		})
 	}
