@@ -332,6 +332,12 @@ func (e *Evaluator) flush(ctx context.Context) error {
 		e.pending.Derived = nil
 	}
 	evs := e.pending.Events
+	if len(evs) == 0 {
+		// Nothing to apply: the position is recorded with the next events
+		// or snapshot. A replay of these readings yields no events either
+		// (the engine is deterministic), so no write is needed.
+		return nil
+	}
 	if err := e.Alarms.Apply(ctx, alarm.Checkpoint{Name: e.Durable, Applied: e.lastSeq}, evs); err != nil {
 		return err
 	}
