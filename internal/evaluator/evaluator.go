@@ -5,7 +5,7 @@
 //
 // Exactly-once effect: the events of each batch are applied together with
 // the stream position they came from (alarm.Checkpoint.Applied), and the
-// engine state is snapshotted every few seconds with its position. The
+// engine state is snapshotted every 30 s with its position. The
 // stream is acknowledged only up to the last snapshot, so after a crash the
 // engine restarts from the snapshot, the stream replays what came after it,
 // and events already applied are recognised by their position and skipped:
@@ -45,7 +45,10 @@ const DefaultDurable = "tend-rules"
 
 // Defaults.
 const (
-	defaultSnapshotEvery = 5 * time.Second
+	// Encoding the state of 10,000 patients takes ~80 ms under the engine
+	// lock; every 30 s keeps that pause out of the alarm latency p99, and a
+	// restart replays at most 30 s of stream.
+	defaultSnapshotEvery = 30 * time.Second
 	defaultTickEvery     = time.Second
 	maxBatch             = 256
 	// backlogOn/Off: evaluation running this far behind ingest raises (and
@@ -66,7 +69,7 @@ type Evaluator struct {
 	Logger   *slog.Logger
 	Metrics  *Metrics
 	// SnapshotEvery is how often engine state is saved (and the stream
-	// acknowledged); 0 means 5 s. TickEvery drives no-data checks; 0 means 1 s.
+	// acknowledged); 0 means 30 s. TickEvery drives no-data checks; 0 means 1 s.
 	SnapshotEvery time.Duration
 	TickEvery     time.Duration
 

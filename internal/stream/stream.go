@@ -59,6 +59,7 @@ const (
 	// defaultConsumeBatch is the fetch size a consumer is created with.
 	defaultConsumeBatch = 64
 	maxAckPending       = 1 << 16
+	checkpointAckWait   = 5 * time.Minute
 	duplicateWindow     = 2 * time.Minute
 	defaultAckWait      = 30 * time.Second
 	readyTimeout        = 2 * time.Second
@@ -406,7 +407,7 @@ func (m Msg) Ack() error {
 
 // ConsumeFrom is Consume for a handler that keeps its own position and
 // acknowledges by itself (with Msg.Ack, which acknowledges everything up to
-// that message): a consumer that checkpoints its state every few seconds
+// that message): a consumer that checkpoints its state every few seconds or more
 // acknowledges then. Delivery starts at stream sequence from: the durable
 // is re-created there, because a durable resumes after what it last
 // delivered, not after what was acknowledged, and a consumer restarting
@@ -425,6 +426,9 @@ func (s *Stream) ConsumeFrom(ctx context.Context, durable string, from uint64, m
 		return fmt.Errorf("stream: reset consumer %q: %w", durable, err)
 	}
 	cfg := s.consumerConfig(durable)
+	// Acknowledged only at the consumer's checkpoints: redelivering what it
+	// holds before then would be wasted work.
+	cfg.AckWait = max(cfg.AckWait, checkpointAckWait)
 	if from > 1 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
 	}
