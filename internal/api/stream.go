@@ -22,7 +22,8 @@ var streamPing = 15 * time.Second
 const streamWriteTimeout = 30 * time.Second
 
 // stream serves live readings and alarm changes as server-sent events,
-// optionally for one patient (?patient=ID). Nothing is replayed: a client
+// optionally for one patient (?patient=ID) and some event types
+// (?events=alarm: an alarm board need not take every reading). Nothing is replayed: a client
 // that connects or reconnects loads current state from the API first. When
 // the server drops the subscription (the client fell behind, or shutdown)
 // it writes an "error" event with the reason before it ends the response.
@@ -43,9 +44,13 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request) error {
 	if patient != "" {
 		filter = func(ev live.Event) bool { return ev.Patient == patient }
 	}
+	types, err := eventTypes(r.URL.Query().Get("events"))
+	if err != nil {
+		return err
+	}
 	// Subscribe before answering, so nothing published after the client
 	// saw the response is missed.
-	sub := h.cfg.Live.Subscribe(filter)
+	sub := h.cfg.Live.SubscribeTypes(types, filter)
 	defer sub.Close()
 
 	hd := w.Header()
@@ -123,4 +128,28 @@ func noLineBreak(r rune) rune {
 		return '_'
 	}
 	return r
+}
+
+// eventTypes parses ?events=reading,alarm ("" means both).
+func eventTypes(q string) ([]string, error) {
+	if q == "" {
+		return nil, nil
+	}
+	var types []string
+	for _, t := range strings.Split(q, ",") {
+		switch t = strings.TrimSpace(t); t {
+		case live.TypeReading, live.TypeAlarm:
+			types = append(types, t)
+		default:
+			return nil, &Error{Status: http.StatusBadRequest, Detail: fmt.Sprintf("events: %q is not reading or alarm", clipParam(t))}
+		}
+	}
+	return types, nil
+}
+
+func clipParam(s string) string {
+	if len(s) > 32 {
+		return s[:32] + "…"
+	}
+	return s
 }

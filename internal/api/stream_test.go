@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -94,8 +95,9 @@ func TestStreamEvents(t *testing.T) {
 	f := newAlarmFixture(t)
 	all := connect(t, f, "", adminTok)
 	p1 := connect(t, f, "?patient=p1", integTok)
-	if f.hub.Len() != 2 {
-		t.Fatalf("%d subscriptions, want 2", f.hub.Len())
+	alarms := connect(t, f, "?events=alarm", integTok)
+	if f.hub.Len() != 3 {
+		t.Fatalf("%d subscriptions, want 3", f.hub.Len())
 	}
 	f.hub.Publish(live.Event{Type: live.TypeReading, Patient: "p2", Data: []byte(`{"patient":"p2","code":"8867-4","value":60}`)})
 	f.hub.Publish(live.Event{Type: live.TypeReading, Patient: "p1", Data: []byte(`{"patient":"p1","code":"8867-4","value":72}`)})
@@ -112,6 +114,7 @@ func TestStreamEvents(t *testing.T) {
 		{all, "3", "alarm", "{\"id\":\"a1\",\n\"state\":\"active\"}", "all: alarm with a line break"},
 		{p1, "1", "reading", `{"patient":"p1","code":"8867-4","value":72}`, "p1: its reading only"},
 		{p1, "2", "alarm", "{\"id\":\"a1\",\n\"state\":\"active\"}", "p1: alarm"},
+		{alarms, "1", "alarm", "{\"id\":\"a1\",\n\"state\":\"active\"}", "events=alarm: no readings"},
 	}
 	for _, w := range want {
 		ev := w.c.nextEvent()
@@ -129,6 +132,14 @@ func TestStreamEvents(t *testing.T) {
 	}
 	if _, err := p1.r.ReadString('\n'); err == nil {
 		t.Fatal("stream still open after its error event")
+	}
+}
+
+func TestStreamBadEvents(t *testing.T) {
+	f := newAlarmFixture(t)
+	resp, m := f.do(t, "GET", "/api/v1/stream?events=reading,heartbeat", adminTok, "", "")
+	if resp.StatusCode != 400 || !strings.Contains(fmt.Sprint(m["detail"]), "heartbeat") {
+		t.Fatalf("unknown event type: %d %v", resp.StatusCode, m)
 	}
 }
 

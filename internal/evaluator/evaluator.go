@@ -50,7 +50,7 @@ const (
 	// restart replays at most 30 s of stream.
 	defaultSnapshotEvery = 30 * time.Second
 	defaultTickEvery     = time.Second
-	maxBatch             = 256
+	maxBatch             = 64
 	// backlogOn/Off: evaluation running this far behind ingest raises (and
 	// this close clears) the system's ingest-backlog alarm.
 	backlogOn  = 30 * time.Second
@@ -304,6 +304,13 @@ func (e *Evaluator) handle(ctx context.Context, msgs []stream.Msg) error {
 		}
 		n += len(rs)
 		e.lastSeq, e.lastMsg = m.Seq, m
+		// An alarm does not wait for the rest of a backlog batch: events are
+		// applied as soon as the message that caused them is evaluated.
+		if len(e.pending.Events) > 0 {
+			if err := e.applyEvents(ctx); err != nil {
+				return err
+			}
+		}
 	}
 	if e.Metrics != nil {
 		e.Metrics.readings.Add(float64(n))
@@ -334,6 +341,11 @@ func (e *Evaluator) flush(ctx context.Context) error {
 		}
 		e.pending.Derived = nil
 	}
+	return e.applyEvents(ctx)
+}
+
+// applyEvents applies the pending events with the stream position.
+func (e *Evaluator) applyEvents(ctx context.Context) error {
 	evs := e.pending.Events
 	if len(evs) == 0 {
 		// Nothing to apply: the position is recorded with the next events

@@ -53,6 +53,7 @@ type Hub struct {
 // Subscription receives the events its filter accepts.
 type Subscription struct {
 	hub    *Hub
+	types  []string // nil: every type
 	filter func(Event) bool
 	c      chan Event
 	err    error // why it ended; set under hub.mu before c is closed
@@ -62,11 +63,17 @@ type Subscription struct {
 // filter runs inside Publish, so it must be quick and must not call the
 // Hub.
 func (h *Hub) Subscribe(filter func(Event) bool) *Subscription {
+	return h.SubscribeTypes(nil, filter)
+}
+
+// SubscribeTypes is Subscribe for some event types only (nil: all). A
+// publisher asks Wants before it encodes events of a type nobody takes.
+func (h *Hub) SubscribeTypes(types []string, filter func(Event) bool) *Subscription {
 	size := h.Buffer
 	if size <= 0 {
 		size = DefaultBuffer
 	}
-	s := &Subscription{hub: h, filter: filter, c: make(chan Event, size)}
+	s := &Subscription{hub: h, types: types, filter: filter, c: make(chan Event, size)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -86,7 +93,7 @@ func (h *Hub) Publish(ev Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs {
-		if s.filter != nil && !s.filter(ev) {
+		if !s.takes(ev.Type) || (s.filter != nil && !s.filter(ev)) {
 			continue
 		}
 		select {
@@ -96,6 +103,30 @@ func (h *Hub) Publish(ev Event) {
 			s.endLocked(ErrSlow)
 		}
 	}
+}
+
+// Wants reports whether any open subscription takes events of type typ.
+func (h *Hub) Wants(typ string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs {
+		if s.takes(typ) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Subscription) takes(typ string) bool {
+	if s.types == nil {
+		return true
+	}
+	for _, t := range s.types {
+		if t == typ {
+			return true
+		}
+	}
+	return false
 }
 
 // Len is the number of open subscriptions.

@@ -181,3 +181,29 @@ func BenchmarkPublish100Subscribers(b *testing.B) {
 		b.Fatalf("%d subscribers were dropped", len(subs)-h.Len())
 	}
 }
+
+// Wants lets a publisher skip encoding events of a type nobody takes.
+func TestWantsAndTypes(t *testing.T) {
+	var h Hub
+	if h.Wants(TypeReading) {
+		t.Fatal("an empty hub wants readings")
+	}
+	alarms := h.SubscribeTypes([]string{TypeAlarm}, nil)
+	if h.Wants(TypeReading) || !h.Wants(TypeAlarm) {
+		t.Fatalf("with an alarm-only subscriber: wants reading %v, alarm %v", h.Wants(TypeReading), h.Wants(TypeAlarm))
+	}
+	h.Publish(Event{Type: TypeReading, Data: []byte(`{}`)})
+	h.Publish(Event{Type: TypeAlarm, Data: []byte(`{"a":1}`)})
+	if ev := <-alarms.C(); ev.Type != TypeAlarm {
+		t.Fatalf("alarm-only subscriber got %q", ev.Type)
+	}
+	all := h.Subscribe(nil)
+	if !h.Wants(TypeReading) {
+		t.Fatal("a subscriber of every type does not count")
+	}
+	all.Close()
+	alarms.Close()
+	if h.Wants(TypeAlarm) {
+		t.Fatal("closed subscriptions still count")
+	}
+}
