@@ -23,6 +23,10 @@ import (
 // that were acknowledged did not show up in the store in time.
 var ErrLost = errors.New("acknowledged readings were lost")
 
+// ErrMissedAlarms is returned (wrapped, together with a filled Result) when
+// a probe's alarm was not seen on the live stream in time.
+var ErrMissedAlarms = errors.New("alarms were missed on the live stream")
+
 // Config says what load to generate and where.
 type Config struct {
 	HTTPURL  string // Tend HTTP base, e.g. http://127.0.0.1:8080
@@ -40,8 +44,17 @@ type Config struct {
 	Baseline     string // plain MQTT broker host:port for a relay baseline; "" = none
 	BaselineOnly bool   // run only the baseline (no Tend needed)
 
+	// Alarm scenario: Devices background patients send the generator's
+	// normal vitals while Probes extra patients alternately raise and clear
+	// the ward rule sbp-low, and a live-stream client times each raise.
+	Alarms      bool
+	Probes      int           // probe patients (default 20)
+	ProbeEvery  time.Duration // between a probe's raise and clear and the next raise (default 1s)
+	MissAfter   time.Duration // a raise not seen on the live stream by then is missed (default 10s)
+	AlarmStream string        // StreamAlarms (default), StreamAll or StreamProbes
+
 	StoreTimeout     time.Duration // how long to wait for stored == acked (default 60s)
-	SetupConcurrency int           // parallel setup requests (default 8)
+	SetupConcurrency int           // parallel setup requests (default 8; 64 with Alarms)
 	RunID            string        // names identifiers and topics; default random
 
 	Out io.Writer // progress lines; nil = discard
@@ -67,7 +80,8 @@ type Result struct {
 	StoredP50, StoredP99   time.Duration // from tend_publish_to_stored_seconds; 0 if not exposed
 	TimeLead               time.Duration // how far reading times ran ahead of the clock
 	Baseline               *BaselineResult
-	Errors                 int64 // failed or unacknowledged messages, refused requests, lost connections
+	Alarm                  *AlarmResult // the alarm scenario's figures; nil without Alarms
+	Errors                 int64        // failed or unacknowledged messages, refused requests, lost connections
 	FirstError             string
 }
 
@@ -138,6 +152,22 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SetupConcurrency == 0 {
 		c.SetupConcurrency = 8
+		if c.Alarms {
+			// Thousands of patients: setup is three requests each.
+			c.SetupConcurrency = 64
+		}
+	}
+	if c.Probes == 0 {
+		c.Probes = 20
+	}
+	if c.ProbeEvery == 0 {
+		c.ProbeEvery = time.Second
+	}
+	if c.MissAfter == 0 {
+		c.MissAfter = 10 * time.Second
+	}
+	if c.AlarmStream == "" {
+		c.AlarmStream = StreamAlarms
 	}
 	if c.Out == nil {
 		c.Out = io.Discard
@@ -167,6 +197,12 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("bench: the Tend HTTP URL is required")
 	case !c.BaselineOnly && c.Proto == "mqtt" && c.MQTTAddr == "":
 		return c, errors.New("bench: the Tend MQTT address is required for --proto mqtt")
+	case c.Alarms && (c.Probes < 0 || c.ProbeEvery < 0 || c.MissAfter < 0):
+		return c, errors.New("bench: probes, probe period and miss timeout must not be negative")
+	case c.Alarms && c.AlarmStream != StreamAlarms && c.AlarmStream != StreamAll && c.AlarmStream != StreamProbes:
+		return c, fmt.Errorf("bench: alarm stream %q is not supported; use %s, %s or %s", c.AlarmStream, StreamAlarms, StreamAll, StreamProbes)
+	case c.Alarms && (c.BaselineOnly || c.Baseline != ""):
+		return c, errors.New("bench: the alarm scenario has no baseline")
 	case strings.ContainsAny(c.RunID, "/#+ "):
 		return c, errors.New("bench: run id must not contain '/', '#', '+' or spaces")
 	}

@@ -110,3 +110,57 @@ func TestAppendToFileKeepsTablesWhole(t *testing.T) {
 		}
 	})
 }
+
+func sampleAlarmResult() Result {
+	r := sampleResult()
+	r.Baseline = nil
+	r.Devices = 10000
+	r.Alarm = &AlarmResult{Patients: 10000, Probes: 20, Stream: StreamAll,
+		RaisesSent: 600, RaisesSeen: 600, AlarmP50: 7 * time.Millisecond, AlarmP99: 31200 * time.Microsecond,
+		SSEP50: 9400 * time.Microsecond, SSEP99: 48 * time.Millisecond, SSEMax: 90 * time.Millisecond}
+	return r
+}
+
+// TestAlarmMarkdownGolden: an alarm row after a load row starts the alarm
+// table, and a second alarm row joins it.
+func TestAlarmMarkdownGolden(t *testing.T) {
+	missing := sampleAlarmResult()
+	missing.Alarm.AlarmP50, missing.Alarm.AlarmP99 = 0, 0 // server without the histogram
+	missing.Alarm.Missed, missing.Alarm.RaisesSeen, missing.Alarm.StreamDrops, missing.Alarm.Stream = 3, 597, 1, StreamProbes
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	if err := AppendToFile(path, sampleResult().Markdown("2026-11-23", "abc1234", "2 cores", "tend bench")); err != nil {
+		t.Fatal(err)
+	}
+	rows := []string{
+		sampleAlarmResult().AlarmMarkdown("2026-11-23", "abc1234", "2 cores", "tend bench --alarms --patients 10000 --rate 50000"),
+		missing.AlarmMarkdown("2026-11-23", "abc1234", "2 cores", "tend bench --alarms --alarm-stream probes"),
+	}
+	for _, r := range rows {
+		if err := AppendAlarmToFile(path, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "alarms.golden.md")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("BENCHMARKS.md differs from %s (run with -update after checking):\n%s", golden, got)
+	}
+	nCols := strings.Count(strings.SplitN(AlarmMarkdownHeader(), "\n", 2)[0], " | ") + 1
+	for _, r := range rows {
+		if n := strings.Count(r, " | ") + 1; n != nCols {
+			t.Errorf("row has %d cells, header %d: %s", n, nCols, r)
+		}
+	}
+}

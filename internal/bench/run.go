@@ -23,15 +23,44 @@ func runTend(ctx context.Context, cfg Config) (Result, error) {
 	if err := api.call(ctx, "check readiness", http.MethodGet, "/readyz", "", nil, nil, http.StatusOK); err != nil {
 		return res, fmt.Errorf("bench: %w", err)
 	}
-	fmt.Fprintf(cfg.Out, "bench: run %s: setting up %d patients and devices\n", cfg.RunID, cfg.Devices)
-	devs := make([]benchDevice, cfg.Devices)
-	err := forEach(ctx, cfg.Devices, cfg.SetupConcurrency, func(ctx context.Context, i int) error {
+	total := cfg.Devices
+	if cfg.Alarms {
+		total += cfg.Probes
+	}
+	fmt.Fprintf(cfg.Out, "bench: run %s: setting up %d patients and devices\n", cfg.RunID, total)
+	setupStart := cfg.Now()
+	all := make([]benchDevice, total)
+	err := forEach(ctx, total, cfg.SetupConcurrency, func(ctx context.Context, i int) error {
 		d, err := api.setupDevice(ctx, cfg.RunID, i)
-		devs[i] = d
+		all[i] = d
 		return err
 	})
 	if err != nil {
 		return res, fmt.Errorf("bench: setup: %w", err)
+	}
+	fmt.Fprintf(cfg.Out, "bench: setup took %s\n", cfg.Now().Sub(setupStart).Round(time.Millisecond))
+	devs := all[:cfg.Devices]
+
+	var alarms *alarmScenario
+	if cfg.Alarms {
+		alarms = newAlarmScenario(cfg, api, all[cfg.Devices:])
+		if err := alarms.connect(ctx); err != nil {
+			return res, fmt.Errorf("bench: alarm scenario: %w", err)
+		}
+		defer alarms.close()
+	}
+	// Probes run alongside the load on the same phases. The live streams
+	// close with them: left open through the store check, they would
+	// report the no-data alarms of background devices that stopped.
+	startProbes := func(p *phases) func() {
+		if alarms == nil {
+			return func() {}
+		}
+		wait := alarms.start(p)
+		return func() {
+			wait()
+			alarms.close()
+		}
 	}
 
 	// Scrape the histogram when the measured window opens, so warmup
@@ -59,7 +88,9 @@ func runTend(ctx context.Context, cfg Config) (Result, error) {
 			scrape()
 		}
 		p, finish := startPhases(ctx, cfg, label, scrape)
+		probesDone := startProbes(p)
 		tallies, lead = m.run(p)
+		probesDone()
 		finish()
 		m.disconnect()
 	case "http":
@@ -68,7 +99,9 @@ func runTend(ctx context.Context, cfg Config) (Result, error) {
 		}
 		h := newHTTPLoad(cfg, devs)
 		p, finish := startPhases(ctx, cfg, label, scrape)
+		probesDone := startProbes(p)
 		tallies, lead = h.run(ctx, p)
+		probesDone()
 		finish()
 	}
 	if err := ctx.Err(); err != nil {
@@ -108,10 +141,29 @@ func runTend(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		fmt.Fprintf(cfg.Out, "bench: publish→stored latency unavailable: %v\n", err)
 	}
-	if lost > 0 {
-		return res, fmt.Errorf("bench: %d of %d acknowledged readings were not stored within %s: %w", lost, res.AckedTotal, cfg.StoreTimeout, ErrLost)
+	if alarms != nil {
+		var b, a []byte
+		if beforeErr == nil && after != nil {
+			b, a = before, after
+		}
+		ar, err := alarms.result(cfg.Devices, b, a)
+		res.Alarm = &ar
+		if err != nil {
+			fmt.Fprintf(cfg.Out, "bench: alarm scenario: %v\n", err)
+		}
 	}
-	return res, nil
+	var errs []error
+	if lost > 0 {
+		errs = append(errs, fmt.Errorf("bench: %d of %d acknowledged readings were not stored within %s: %w", lost, res.AckedTotal, cfg.StoreTimeout, ErrLost))
+	}
+	if a := res.Alarm; a != nil && (a.Missed > 0 || a.RaisesSent == 0) {
+		if a.RaisesSent == 0 {
+			errs = append(errs, fmt.Errorf("bench: no probe raise was sent in the window: %w", ErrMissedAlarms))
+		} else {
+			errs = append(errs, fmt.Errorf("bench: %d probe alarms were not seen on the live stream within %s: %w", a.Missed, cfg.MissAfter, ErrMissedAlarms))
+		}
+	}
+	return res, errors.Join(errs...)
 }
 
 // waitStored polls the observation count of every bench patient until it
@@ -164,21 +216,27 @@ func waitStored(ctx context.Context, api *apiClient, devs []benchDevice, expect 
 
 // storedQuantiles computes publish→stored p50/p99 from two scrapes.
 func storedQuantiles(before, after []byte) (p50, p99 time.Duration, err error) {
-	a, err := parseHistogram(after, storedMetric)
+	return histogramQuantiles(before, after, storedMetric)
+}
+
+// histogramQuantiles computes p50/p99 of histogram name over the
+// observations made between two scrapes.
+func histogramQuantiles(before, after []byte, name string) (p50, p99 time.Duration, err error) {
+	a, err := parseHistogram(after, name)
 	if err != nil {
 		return 0, 0, err
 	}
 	if a == nil {
-		return 0, 0, errors.New("the server does not expose " + storedMetric)
+		return 0, 0, errors.New("the server does not expose " + name)
 	}
-	b, err := parseHistogram(before, storedMetric)
+	b, err := parseHistogram(before, name)
 	if err != nil {
 		return 0, 0, err
 	}
 	d := subtractBuckets(a, b)
 	q50, q99 := histogramQuantile(0.50, d), histogramQuantile(0.99, d)
 	if math.IsNaN(q50) || math.IsNaN(q99) {
-		return 0, 0, errors.New(storedMetric + " has no observations in the window")
+		return 0, 0, errors.New(name + " has no observations in the window")
 	}
 	return seconds(q50), seconds(q99), nil
 }

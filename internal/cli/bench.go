@@ -36,6 +36,13 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	warmup := fs.Duration("warmup", 5*time.Second, "warm-up before measuring")
 	baseline := fs.String("baseline", "", "also run the same MQTT load against this plain broker (e.g. 127.0.0.1:1883) and print the ratio")
 	record := fs.String("record", "", "append the result as a row to this markdown file (e.g. BENCHMARKS.md)")
+	alarms := fs.Bool("alarms", false, "alarm scenario: background patients plus probe patients that raise and clear sbp-low; measures reading→alarm and reading→live-stream latency")
+	patients := fs.Int("patients", 0, "with --alarms: background patients, one device each (overrides --devices)")
+	probes := fs.Int("probes", 20, "with --alarms: probe patients, each raising sbp-low every other --probe-every")
+	probeEvery := fs.Duration("probe-every", time.Second, "with --alarms: time between a probe's changes (raise, clear, raise, …)")
+	missAfter := fs.Duration("miss-after", 10*time.Second, "with --alarms: a raise not seen on the live stream by then counts as missed")
+	alarmStream := fs.String("alarm-stream", bench.StreamAlarms, "with --alarms: alarms = one /api/v1/stream?events=alarm client (an alarm board); all = one unfiltered stream; probes = one ?patient= stream per probe")
+	setupConc := fs.Int("setup-concurrency", 0, "parallel setup requests and connection attempts (0: 8, or 64 with --alarms)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: tend bench [flags]\n\nDrives Tend through its external contract and reports acked readings/s,\nack latency and publish→stored latency.\n\nFlags (each also TEND_<FLAG>):")
 		fs.PrintDefaults()
@@ -52,7 +59,12 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 
 	cfg := bench.Config{HTTPURL: *target, MQTTAddr: *mqttAddr, Token: *token, Proto: *proto, Devices: *devices,
 		ReadingsPerMessage: *per, InflightPerDevice: *inflight, Rate: *rate, Duration: *duration, Warmup: *warmup,
-		Baseline: *baseline, Out: stdout, Now: time.Now}
+		Baseline: *baseline, Out: stdout, Now: time.Now,
+		Alarms: *alarms, Probes: *probes, ProbeEvery: *probeEvery, MissAfter: *missAfter, AlarmStream: *alarmStream,
+		SetupConcurrency: *setupConc}
+	if *alarms && *patients > 0 {
+		cfg.Devices = *patients
+	}
 	if cfg.Token == "" {
 		cfg.Token = os.Getenv("TEND_BOOTSTRAP_TOKEN")
 	}
@@ -76,14 +88,18 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "started Tend in-process (data in %s)\n", dir)
 	}
 	res, err := bench.Run(ctx, cfg)
-	if err != nil && !errors.Is(err, bench.ErrLost) {
+	if err != nil && !errors.Is(err, bench.ErrLost) && !errors.Is(err, bench.ErrMissedAlarms) {
 		fmt.Fprintln(stderr, "tend bench:", err)
 		return 1
 	}
 	printResult(stdout, res)
 	if *record != "" {
-		row := res.Markdown(time.Now().UTC().Format("2006-01-02"), commitID(), machine(), "tend bench "+strings.Join(args, " "))
-		if err := bench.AppendToFile(*record, row); err != nil {
+		date, command := time.Now().UTC().Format("2006-01-02"), "tend bench "+strings.Join(args, " ")
+		row, appendRow := res.Markdown(date, commitID(), machine(), command), bench.AppendToFile
+		if res.Alarm != nil {
+			row, appendRow = res.AlarmMarkdown(date, commitID(), machine(), command), bench.AppendAlarmToFile
+		}
+		if err := appendRow(*record, row); err != nil {
 			fmt.Fprintln(stderr, "tend bench: record:", err)
 			return 1
 		}
@@ -104,6 +120,21 @@ func printResult(w io.Writer, r bench.Result) {
 	fmt.Fprintf(w, "  acked (all phases) %d, stored %d, lost %d, errors %d\n", r.AckedTotal, r.Stored, r.Lost, r.Errors)
 	if b := r.Baseline; b != nil {
 		fmt.Fprintf(w, "  baseline %s: %.0f readings/s, ack p50 %s p99 %s; Tend/baseline = %.2f\n", b.Addr, b.Rate, b.AckP50, b.AckP99, b.Ratio)
+	}
+	if a := r.Alarm; a != nil {
+		fmt.Fprintf(w, "  alarms: %d background patients, %d probes, live stream %s\n", a.Patients, a.Probes, a.Stream)
+		fmt.Fprintf(w, "  reading→alarm      p50 %s  p99 %s  (server, %s)\n", a.AlarmP50, a.AlarmP99, "tend_reading_to_alarm_seconds")
+		fmt.Fprintf(w, "  reading→SSE raised p50 %s  p99 %s  max %s  (client)\n", a.SSEP50, a.SSEP99, a.SSEMax)
+		fmt.Fprintf(w, "  probe raises sent %d, seen %d, missed %d, late %d, unexpected %d, resolved %d\n",
+			a.RaisesSent, a.RaisesSeen, a.Missed, a.Late, a.Unexpected, a.Resolved)
+		fmt.Fprintf(w, "  live stream events %d, drops %d", a.StreamEvents, a.StreamDrops)
+		if a.DropReason != "" {
+			fmt.Fprintf(w, " (first: %s)", a.DropReason)
+		}
+		fmt.Fprintln(w)
+		if o := bench.OtherAlarmsText(a.OtherAlarms); o != "" {
+			fmt.Fprintf(w, "  alarms raised for background patients: %s\n", o)
+		}
 	}
 }
 
