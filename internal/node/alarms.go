@@ -12,11 +12,13 @@ import (
 
 	"github.com/tendhealth/tend/internal/alarm"
 	"github.com/tendhealth/tend/internal/alarmdb"
+	"github.com/tendhealth/tend/internal/alarmdb/pgalarm"
 	"github.com/tendhealth/tend/internal/evaluator"
 	"github.com/tendhealth/tend/internal/ingest"
 	"github.com/tendhealth/tend/internal/live"
 	"github.com/tendhealth/tend/internal/mqtt"
 	"github.com/tendhealth/tend/internal/notify"
+	"github.com/tendhealth/tend/internal/store/postgres"
 )
 
 // SMTP configures e-mail notifications; an empty Addr disables them.
@@ -31,7 +33,7 @@ type SMTP struct {
 // alarms is the analysis half: rule evaluation, alarm episodes, escalation
 // timers and the notification outbox.
 type alarms struct {
-	db         *alarmdb.DB
+	db         alarm.Store
 	profiles   *alarm.Profiles
 	service    *alarm.Service
 	dispatcher *alarm.Dispatcher
@@ -47,8 +49,8 @@ func (n *Node) startAlarms(ctx context.Context) (err error) {
 	cfg := n.cfg
 	a := &alarms{}
 	n.alarms = a
-	if a.db, err = alarmdb.Open(filepath.Join(cfg.DataDir, "alarms.db")); err != nil {
-		return fmt.Errorf("open alarm database: %w", err)
+	if a.db, err = openAlarmStore(ctx, cfg); err != nil {
+		return err
 	}
 	a.profiles = &alarm.Profiles{Store: a.db, Now: cfg.Now}
 	a.dispatcher = &alarm.Dispatcher{Store: a.db, Sender: n.senders(), Resolve: a.resolveRecipient, Now: cfg.Now, Logger: cfg.Logger}
@@ -77,6 +79,24 @@ func (n *Node) startAlarms(ctx context.Context) (err error) {
 		a.runTimers(runCtx, cfg)
 	}()
 	return nil
+}
+
+// openAlarmStore keeps alarms next to the readings: in PostgreSQL with a
+// PostgreSQL store, else in their own SQLite file, so alarm transactions
+// never queue behind bulk reading inserts.
+func openAlarmStore(ctx context.Context, cfg Config) (alarm.Store, error) {
+	if u := cfg.StoreURL; strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") {
+		db, err := pgalarm.Open(ctx, u, pgalarm.WithLogger(cfg.Logger))
+		if err != nil {
+			return nil, fmt.Errorf("open alarm tables in --store %s: %w", postgres.Redact(u), err)
+		}
+		return db, nil
+	}
+	db, err := alarmdb.Open(filepath.Join(cfg.DataDir, "alarms.db"))
+	if err != nil {
+		return nil, fmt.Errorf("open alarm database: %w", err)
+	}
+	return db, nil
 }
 
 // runTimers fires due escalations once a second. Every node may run it:
