@@ -22,6 +22,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run Tend: ingest, storage, FHIR and HTTP API", runServe},
 		{"bench", "load-test a Tend server over MQTT or HTTP and record the result", runBench},
+		{"migrate", "bring the database schema up to date and exit", runMigrate},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", runHelp},
 	}
