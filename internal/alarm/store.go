@@ -66,5 +66,8 @@ type Tx interface {
 	// SetCheckpoint records Applied; Snapshot and SnapSeq are replaced only
 	// when Snapshot is non-nil (snapshots are taken less often).
 	SetCheckpoint(c Checkpoint) error
+	// Checkpoint returns the position (Name, Applied, SnapSeq) as this
+	// transaction sees it, without the Snapshot bytes: it is read on every
+	// batch and the snapshot can be megabytes.
 	Checkpoint(name string) (Checkpoint, error)
 }

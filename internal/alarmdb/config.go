@@ -9,47 +9,64 @@ import (
 	"github.com/tendhealth/tend/internal/alarm"
 )
 
-func getCheckpoint(ctx context.Context, q queryer, name string) (alarm.Checkpoint, error) {
+func getCheckpoint(ctx context.Context, q queryer, name string, withSnapshot bool) (alarm.Checkpoint, error) {
 	var (
 		c                alarm.Checkpoint
 		applied, snapSeq int64
+		found            bool
 	)
-	err := q.QueryRowContext(ctx, `SELECT name, applied, snapshot, snap_seq FROM checkpoints WHERE name = ?`, name).
-		Scan(&c.Name, &applied, &c.Snapshot, &snapSeq)
-	if errors.Is(err, sql.ErrNoRows) {
+	err := q.QueryRowContext(ctx, `SELECT applied FROM checkpoints WHERE name = ?`, name).Scan(&applied)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return alarm.Checkpoint{}, fmt.Errorf("alarmdb: checkpoint %s: %w", name, err)
+	default:
+		found = true
+	}
+	cols := `snap_seq`
+	dst := []any{&snapSeq}
+	if withSnapshot {
+		cols += `, snapshot`
+		dst = append(dst, &c.Snapshot)
+	}
+	err = q.QueryRowContext(ctx, `SELECT `+cols+` FROM snapshots WHERE name = ?`, name).Scan(dst...)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return alarm.Checkpoint{}, fmt.Errorf("alarmdb: checkpoint snapshot %s: %w", name, err)
+	default:
+		found = true
+	}
+	if !found {
 		return alarm.Checkpoint{}, nil
 	}
-	if err != nil {
-		return alarm.Checkpoint{}, fmt.Errorf("alarmdb: checkpoint %s: %w", name, err)
-	}
-	c.Applied, c.SnapSeq = seqFromDB(applied), seqFromDB(snapSeq)
+	c.Name, c.Applied, c.SnapSeq = name, seqFromDB(applied), seqFromDB(snapSeq)
 	return c, nil
 }
 
 // Checkpoint returns an evaluator's checkpoint (the zero Checkpoint if none).
 func (db *DB) Checkpoint(ctx context.Context, name string) (alarm.Checkpoint, error) {
-	return getCheckpoint(ctx, db.r, name)
+	return getCheckpoint(ctx, db.r, name, true)
 }
 
-// Checkpoint returns an evaluator's checkpoint as this transaction sees it.
+// Checkpoint returns an evaluator's position as this transaction sees it
+// (without the snapshot bytes).
 func (t *tx) Checkpoint(name string) (alarm.Checkpoint, error) {
-	return getCheckpoint(t.ctx, t.q, name)
+	return getCheckpoint(t.ctx, t.q, name, false)
 }
 
 // SetCheckpoint records Applied; Snapshot and SnapSeq are replaced only when
-// Snapshot is non-nil. A first checkpoint without a snapshot has SnapSeq 0.
+// Snapshot is non-nil.
 func (t *tx) SetCheckpoint(c alarm.Checkpoint) error {
 	if c.Name == "" {
 		return errors.New("alarmdb: set checkpoint: empty name")
 	}
-	var err error
-	if c.Snapshot == nil {
-		_, err = t.q.ExecContext(t.ctx, `INSERT INTO checkpoints(name, applied, snapshot, snap_seq) VALUES (?, ?, NULL, 0)
-			ON CONFLICT(name) DO UPDATE SET applied = excluded.applied`, c.Name, seqToDB(c.Applied))
-	} else {
-		_, err = t.q.ExecContext(t.ctx, `INSERT INTO checkpoints(name, applied, snapshot, snap_seq) VALUES (?, ?, ?, ?)
-			ON CONFLICT(name) DO UPDATE SET applied = excluded.applied, snapshot = excluded.snapshot, snap_seq = excluded.snap_seq`,
-			c.Name, seqToDB(c.Applied), c.Snapshot, seqToDB(c.SnapSeq))
+	_, err := t.q.ExecContext(t.ctx, `INSERT INTO checkpoints(name, applied) VALUES (?, ?)
+		ON CONFLICT(name) DO UPDATE SET applied = excluded.applied`, c.Name, seqToDB(c.Applied))
+	if err == nil && c.Snapshot != nil {
+		_, err = t.q.ExecContext(t.ctx, `INSERT INTO snapshots(name, snap_seq, snapshot) VALUES (?, ?, ?)
+			ON CONFLICT(name) DO UPDATE SET snap_seq = excluded.snap_seq, snapshot = excluded.snapshot`,
+			c.Name, seqToDB(c.SnapSeq), c.Snapshot)
 	}
 	if err != nil {
 		return fmt.Errorf("alarmdb: set checkpoint %s: %w", c.Name, err)

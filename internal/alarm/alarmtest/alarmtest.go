@@ -951,7 +951,9 @@ func testCheckpoint(t *testing.T, s alarm.Store) {
 		if diff := cmp.Diff(st.want, got, opts); diff != "" {
 			t.Errorf("%s: Checkpoint (-want +got):\n%s", st.name, diff)
 		}
-		if diff := cmp.Diff(st.want, inTx, opts); diff != "" {
+		pos := st.want
+		pos.Snapshot = nil // a transaction reads the position only
+		if diff := cmp.Diff(pos, inTx, opts); diff != "" {
 			t.Errorf("%s: tx.Checkpoint (-want +got):\n%s", st.name, diff)
 		}
 	}

@@ -70,12 +70,18 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_state_due ON deliveries(state, due);
 CREATE INDEX deliveries_alarm_state ON deliveries(alarm, state);
 
--- Rule evaluator checkpoints; sequences are uint64 stored bit for bit.
+-- Rule evaluator checkpoints; sequences are uint64 stored bit for bit. The
+-- position changes with every batch and the snapshot every few seconds:
+-- they live in separate tables because SQLite rewrites a whole row (a
+-- megabytes-long snapshot included) on any update.
 CREATE TABLE checkpoints (
+	name    TEXT PRIMARY KEY,
+	applied INTEGER NOT NULL
+);
+CREATE TABLE snapshots (
 	name     TEXT PRIMARY KEY,
-	applied  INTEGER NOT NULL,
-	snapshot BLOB,
-	snap_seq INTEGER NOT NULL
+	snap_seq INTEGER NOT NULL,
+	snapshot BLOB NOT NULL
 );
 
 -- Configuration documents, every version kept. seq only grows, so its

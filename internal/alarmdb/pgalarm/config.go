@@ -15,8 +15,11 @@ func getCheckpoint(ctx context.Context, q querier, name, lock string) (alarm.Che
 		c                alarm.Checkpoint
 		applied, snapSeq int64
 	)
-	err := q.QueryRow(ctx, `SELECT name, applied, snapshot, snap_seq FROM alarm_checkpoints WHERE name = $1`+lock, name).
-		Scan(&c.Name, &applied, &c.Snapshot, &snapSeq)
+	cols, dst := `name, applied, snap_seq`, []any{&c.Name, &applied, &snapSeq}
+	if lock == "" { // outside a transaction: the whole checkpoint
+		cols, dst = cols+`, snapshot`, append(dst, &c.Snapshot)
+	}
+	err := q.QueryRow(ctx, `SELECT `+cols+` FROM alarm_checkpoints WHERE name = $1`+lock, name).Scan(dst...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return alarm.Checkpoint{}, nil
 	}
@@ -32,8 +35,8 @@ func (db *DB) Checkpoint(ctx context.Context, name string) (alarm.Checkpoint, er
 	return getCheckpoint(ctx, db.pool, name, "")
 }
 
-// Checkpoint returns an evaluator's checkpoint as this transaction sees it,
-// and locks it until the transaction ends. The service reads the checkpoint
+// Checkpoint returns an evaluator's position (without the snapshot bytes)
+// as this transaction sees it, and locks it until the transaction ends. The service reads the checkpoint
 // to skip events applied before; should two nodes ever run one evaluator
 // (a partition changing hands), the second waits here for the first to
 // commit and then sees its progress, rather than applying the same events
