@@ -101,7 +101,7 @@ func NewMetrics(reg prometheus.Registerer, e *Evaluator) (*Metrics, error) {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tend_rules_events_total",
 			Help: "Rule condition changes applied, by type (start, update, clear)."}, []string{"type"}),
 		toAlarm: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tend_reading_to_alarm_seconds",
-			Help: "From a reading's arrival at Tend to its alarm change being committed.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)}),
+			Help: "From a reading's arrival at Tend to its alarm change being committed.", Buckets: prometheus.ExponentialBuckets(0.0005, 1.25, 60)}),
 		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tend_rules_batch_seconds",
 			Help: "Time to evaluate and apply one batch of stream messages.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}),
 		patients: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tend_rules_patients", Help: "Patients with rule state in memory."},
