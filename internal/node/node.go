@@ -279,7 +279,7 @@ func (n *Node) readyErr() error {
 // publishReadings puts stored readings on the live stream, but only
 // while someone is watching: encoding every reading costs.
 func (n *Node) publishReadings(rs []reading.Reading) {
-	if n.hub.Len() == 0 {
+	if !n.hub.Wants(live.TypeReading) {
 		return
 	}
 	for i := range rs {
