@@ -422,27 +422,24 @@ func (s *Stream) ConsumeFrom(ctx context.Context, durable string, from uint64, m
 	if durable == "" {
 		return errors.New("stream: consume needs a durable name")
 	}
-	if err := js.DeleteConsumer(ctx, StreamName, durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("stream: reset consumer %q: %w", durable, err)
-	}
-	cfg := s.consumerConfig(durable)
 	// Acknowledged only at the consumer's checkpoints: redelivering what it
 	// holds before then would be wasted work.
-	cfg.AckWait = max(cfg.AckWait, checkpointAckWait)
-	if from > 1 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
-	}
-	cons, err := js.CreateConsumer(ctx, StreamName, cfg)
+	cons, err := s.createAt(ctx, js, durable, from, checkpointAckWait)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("stream: create consumer %q at %d: %w", durable, from, err)
+		return err
 	}
-	return s.consume(ctx, cons, durable, maxBatch, handle, false)
+	return s.consume(ctx, cons, durable, from, maxBatch, handle, false)
 }
 
-// consumeDurable creates or updates the durable and consumes it.
+// consumeDurable consumes the durable from just after its acknowledgement
+// floor. A durable resumes after what it last *delivered*: messages handed
+// to a process that died before acknowledging them would otherwise come
+// back only after AckWait, and meanwhile an acknowledgement of a later
+// message (AckAll) would cover them, losing them. Re-creating the durable
+// at the floor delivers them again first, in order.
 func (s *Stream) consumeDurable(ctx context.Context, durable string, maxBatch int, handle func(ctx context.Context, msgs []Msg) error) error {
 	js, err := s.jetStream()
 	if err != nil {
@@ -451,17 +448,45 @@ func (s *Stream) consumeDurable(ctx context.Context, durable string, maxBatch in
 	if durable == "" {
 		return errors.New("stream: consume needs a durable name")
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, StreamName, s.consumerConfig(durable))
+	from := uint64(1)
+	switch c, err := js.Consumer(ctx, StreamName, durable); {
+	case err == nil:
+		from = c.CachedInfo().AckFloor.Stream + 1
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("stream: look up consumer %q: %w", durable, err)
+	}
+	cons, err := s.createAt(ctx, js, durable, from, 0)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("stream: create consumer %q: %w", durable, err)
+		return err
 	}
-	return s.consume(ctx, cons, durable, maxBatch, handle, true)
+	return s.consume(ctx, cons, durable, from, maxBatch, handle, true)
 }
 
-func (s *Stream) consume(ctx context.Context, cons jetstream.Consumer, durable string, maxBatch int, handle func(ctx context.Context, msgs []Msg) error, autoAck bool) error {
+// createAt (re)creates a durable that delivers from stream sequence from,
+// waiting at least ackWait before redelivering an unacknowledged message.
+func (s *Stream) createAt(ctx context.Context, js jetstream.JetStream, durable string, from uint64, ackWait time.Duration) (jetstream.Consumer, error) {
+	if err := js.DeleteConsumer(ctx, StreamName, durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("stream: reset consumer %q: %w", durable, err)
+	}
+	cfg := s.consumerConfig(durable)
+	cfg.AckWait = max(cfg.AckWait, ackWait)
+	if from > 1 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+	}
+	cons, err := js.CreateConsumer(ctx, StreamName, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("stream: create consumer %q at %d: %w", durable, from, err)
+	}
+	return cons, nil
+}
+
+func (s *Stream) consume(ctx context.Context, cons jetstream.Consumer, durable string, from uint64, maxBatch int, handle func(ctx context.Context, msgs []Msg) error, autoAck bool) error {
 	if maxBatch <= 0 {
 		maxBatch = defaultConsumeBatch
 	}
@@ -483,7 +508,16 @@ func (s *Stream) consume(ctx context.Context, cons jetstream.Consumer, durable s
 	}
 	defer cc.Stop()
 
+	// next is the stream sequence the consumer must see next. Acknowledging
+	// acknowledges everything before (AckAll), so a message the client
+	// never handed over (a delivery lost between the server and the client)
+	// would be acknowledged by the one after it and lost. A gap therefore
+	// stops the batch before it: what came before is handled and
+	// acknowledged, and Consume returns ErrGap so the caller starts again
+	// and the server redelivers from the gap.
+	next := max(from, 1)
 	batch := make([]Msg, 0, maxBatch)
+	var held *Msg // the message after a gap
 	for {
 		batch = batch[:0]
 		select {
@@ -501,30 +535,61 @@ func (s *Stream) consume(ctx context.Context, cons jetstream.Consumer, durable s
 				break fill
 			}
 		}
-		// A failed batch is retried here, in order, until it is handled:
-		// the ack below acknowledges everything delivered before it, so no
-		// later message may be acknowledged while an earlier one is pending.
-		for failures := 1; ; failures++ {
-			err := handle(ctx, batch)
-			if err == nil {
+		for i, m := range batch {
+			if m.Seq > next && !s.expiredBefore(ctx, m.Seq) {
+				held, batch = &batch[i], batch[:i]
 				break
 			}
-			delay := backoff(failures)
-			s.log.Warn("batch handler failed; retrying", "durable", durable, "messages", len(batch), "retry_in", delay, "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(delay):
+			next = max(next, m.Seq+1) // a redelivery (m.Seq < next) leaves next as it is
+		}
+		if len(batch) > 0 {
+			// A failed batch is retried here, in order, until it is
+			// handled: the ack below acknowledges everything delivered
+			// before it, so no later message may be acknowledged while an
+			// earlier one is pending.
+			for failures := 1; ; failures++ {
+				err := handle(ctx, batch)
+				if err == nil {
+					break
+				}
+				delay := backoff(failures)
+				s.log.Warn("batch handler failed; retrying", "durable", durable, "messages", len(batch), "retry_in", delay, "err", err)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(delay):
+				}
+			}
+			if autoAck {
+				if err := batch[len(batch)-1].Ack(); err != nil {
+					s.log.Debug("ack", "err", err) // redelivered after AckWait; consumers deduplicate
+				}
 			}
 		}
-		// Delivery order is preserved through msgs, so the last message has
-		// the highest delivery sequence of the batch.
-		if autoAck {
-			if err := batch[len(batch)-1].Ack(); err != nil {
-				s.log.Debug("ack", "err", err) // redelivered after AckWait; consumers deduplicate
-			}
+		if held != nil {
+			s.log.Warn("stream delivery skipped a message; restarting the consumer", "durable", durable, "want", next, "got", held.Seq)
+			return fmt.Errorf("%w: %s expected %d, got %d", ErrGap, durable, next, held.Seq)
 		}
 	}
+}
+
+// ErrGap: a consumer saw a stream sequence skipped and stopped before it;
+// start it again.
+var ErrGap = errors.New("stream: delivery skipped a message")
+
+// expiredBefore reports whether everything before seq has left the stream
+// (aged out, or purged once every consumer had it), so a jump to seq is not
+// a lost delivery.
+func (s *Stream) expiredBefore(ctx context.Context, seq uint64) bool {
+	js, err := s.jetStream()
+	if err != nil {
+		return false
+	}
+	st, err := js.Stream(ctx, StreamName)
+	if err != nil {
+		return false
+	}
+	return st.CachedInfo().State.FirstSeq >= seq
 }
 
 func toMsg(m jetstream.Msg) Msg {
