@@ -266,7 +266,11 @@ func (c *conn) handshake() bool {
 	}
 	c.nc.SetDeadline(time.Time{})
 	select {
-	case <-c.quit: // taken over or disconnected while connecting
+	case <-c.quit:
+		// Taken over (or shut down) between CONNACK and here: the client
+		// holds an accepted session, so it is told why it ends, as an
+		// established session would be.
+		c.writeDisconnect()
 		return false
 	default:
 		return true
