@@ -20,7 +20,6 @@ type slot struct {
 	packetID uint16
 	skip     bool       // no handler call: a resent QoS 2 PUBLISH already handled
 	done     chan error // buffered(1): handler result
-	start    time.Time
 }
 
 // control is a packet the writer sends without waiting for a handler:

@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"regexp"
 	"testing"
 	"time"
 
@@ -16,8 +15,6 @@ import (
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
-
-var fhirID = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
 
 var bpComponents = []reading.Component{
 	{Code: "8480-6", MDC: "MDC_PRESS_BLD_NONINV_SYS", Value: 120.5, Unit: "mm[Hg]"},

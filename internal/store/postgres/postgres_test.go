@@ -20,8 +20,6 @@ import (
 	"github.com/tendhealth/tend/internal/store/storetest"
 )
 
-func testBaseURL() string { return pgtest.BaseURL() }
-
 // testSchema is a fresh schema for one test (see pgtest.Schema).
 func testSchema(t testing.TB) string { return pgtest.Schema(t, Redact) }
 
