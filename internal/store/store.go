@@ -55,6 +55,15 @@ type Binding struct {
 	To      time.Time
 }
 
+// LocationStay says a patient was at Location (e.g. "WEST/ICU/12/A" from
+// HL7 PV1-3) during [From, To); a zero To means the patient is still there.
+type LocationStay struct {
+	Patient  string
+	Location string
+	From     time.Time
+	To       time.Time
+}
+
 // Role names what an API token or user may do.
 type Role string
 
@@ -95,6 +104,13 @@ type Query struct {
 	Limit   int       // 0 means no limit; ties in time are ordered by observation id
 	Offset  int
 	Oldest  bool // oldest first; the default is newest first
+	// Devices keeps only samples from these devices; empty means any.
+	Devices []string
+	// After is the observation id of a sample (of any series): only
+	// samples strictly after it in the query's order are returned. Paging
+	// by the last id seen stays correct while new samples arrive, where
+	// Offset would shift. It must be a valid observation id.
+	After string
 }
 
 // Bucket is one downsampled interval of a series (for charts).
@@ -127,6 +143,12 @@ type Store interface {
 	// Patients lists patients, optionally only those with the identifier
 	// (System may be empty to match any system), ordered by id.
 	Patients(ctx context.Context, ident *Identifier, limit, offset int) ([]Patient, int, error)
+	// MovePatient records that the patient is at location from at on: the
+	// open stay is closed at at and a new one opened ("" only closes it;
+	// the current location again changes nothing). A move may not reach
+	// back before the open stay began; it is then recorded at that start.
+	MovePatient(ctx context.Context, patient, location string, at time.Time) error
+	Locations(ctx context.Context, patient string) ([]LocationStay, error) // oldest first
 
 	// CreateDevice and UpdateDevice record a binding change at `at` when
 	// Device.Patient differs from the current binding: the open binding is
@@ -135,6 +157,9 @@ type Store interface {
 	CreateDevice(ctx context.Context, d *Device, at time.Time) error
 	UpdateDevice(ctx context.Context, d *Device, at time.Time) error
 	Device(ctx context.Context, id string) (Device, error)
+	// DeviceByIdentifier returns the device carrying ident (System may be
+	// empty to match any system); with several, the one with the lowest id.
+	DeviceByIdentifier(ctx context.Context, ident Identifier) (Device, error)
 	Bindings(ctx context.Context, device string) ([]Binding, error) // oldest first
 	// PatientAt returns the patient bound to device at time t, or "" if none.
 	PatientAt(ctx context.Context, device string, t time.Time) (string, error)
@@ -156,7 +181,7 @@ type Store interface {
 	// zero time or no finite value.
 	Append(ctx context.Context, rs []reading.Reading) (int, error)
 	Samples(ctx context.Context, q Query) ([]Sample, error)
-	CountSamples(ctx context.Context, q Query) (int, error) // ignores Limit/Offset
+	CountSamples(ctx context.Context, q Query) (int, error) // ignores Limit, Offset and After
 	Sample(ctx context.Context, id string) (Sample, error)
 	Latest(ctx context.Context, patient string) ([]Sample, error) // newest per code, ordered by code
 	// Downsample returns the non-empty buckets of [from, to), oldest first;

@@ -46,6 +46,7 @@
 //	SELECT create_distributed_table('patient_identifiers', 'patient_id', colocate_with => 'patients');
 //	SELECT create_distributed_table('series', 'patient_id', colocate_with => 'patients');
 //	SELECT create_distributed_table('samples', 'patient_id', colocate_with => 'patients');
+//	SELECT create_distributed_table('patient_locations', 'patient_id', colocate_with => 'patients');
 //	SELECT create_reference_table('devices');
 //	SELECT create_reference_table('device_identifiers');
 //	SELECT create_reference_table('bindings');

@@ -312,6 +312,24 @@ func (s *Store) Device(ctx context.Context, id string) (store.Device, error) {
 	return d, nil
 }
 
+// DeviceByIdentifier returns the device carrying ident.
+func (s *Store) DeviceByIdentifier(ctx context.Context, ident store.Identifier) (store.Device, error) {
+	q, args := `SELECT device_id FROM device_identifiers WHERE value = $1`, []any{ident.Value}
+	if ident.System != "" {
+		q += ` AND system = $2`
+		args = append(args, ident.System)
+	}
+	var id string
+	err := s.pool.QueryRow(ctx, q+` ORDER BY device_id LIMIT 1`, args...).Scan(&id)
+	if isNoRows(err) {
+		return store.Device{}, fmt.Errorf("postgres: device with identifier %q: %w", ident.Value, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Device{}, fmt.Errorf("postgres: device by identifier: %w", err)
+	}
+	return s.Device(ctx, id)
+}
+
 // Bindings returns the device's binding history, oldest first.
 func (s *Store) Bindings(ctx context.Context, device string) ([]store.Binding, error) {
 	rows, err := s.pool.Query(ctx, `SELECT device_id, patient_id, from_ns, to_ns FROM bindings WHERE device_id = $1 ORDER BY from_ns`, device)

@@ -349,7 +349,27 @@ func sampleFilter(q store.Query, a *args) string {
 	if !q.To.IsZero() {
 		b.WriteString(` AND s.t < ` + a.add(clampNanos(q.To)) + `::bigint`)
 	}
+	if len(q.Devices) > 0 {
+		b.WriteString(` AND se.device = ANY(` + a.add(q.Devices) + `::text[])`)
+	}
 	return b.String()
+}
+
+// afterFilter renders the keyset condition of q.After in q's order.
+func afterFilter(q store.Query, a *args) (string, error) {
+	if q.After == "" {
+		return "", nil
+	}
+	series, t, err := store.ParseObservationID(q.After)
+	if err != nil {
+		return "", fmt.Errorf("postgres: samples after %q: %w", q.After, err)
+	}
+	op := "<"
+	if q.Oldest {
+		op = ">"
+	}
+	tp, sp := a.add(t), a.add(series)
+	return ` AND (s.t ` + op + ` ` + tp + `::bigint OR (s.t = ` + tp + `::bigint AND s.series_id ` + op + ` ` + sp + `::bigint))`, nil
 }
 
 // Samples returns the patient's samples matching q, newest first unless
@@ -357,6 +377,11 @@ func sampleFilter(q store.Query, a *args) string {
 func (s *Store) Samples(ctx context.Context, q store.Query) ([]store.Sample, error) {
 	var a args
 	from := sampleFilter(q, &a)
+	after, err := afterFilter(q, &a)
+	if err != nil {
+		return nil, err
+	}
+	from += after
 	order := ` ORDER BY s.t DESC, s.series_id DESC`
 	if q.Oldest {
 		order = ` ORDER BY s.t, s.series_id`

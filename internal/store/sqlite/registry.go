@@ -284,6 +284,24 @@ func (s *Store) Device(ctx context.Context, id string) (store.Device, error) {
 	return d, nil
 }
 
+// DeviceByIdentifier returns the device carrying ident.
+func (s *Store) DeviceByIdentifier(ctx context.Context, ident store.Identifier) (store.Device, error) {
+	q, args := `SELECT device FROM device_identifiers WHERE value = ?`, []any{ident.Value}
+	if ident.System != "" {
+		q += ` AND system = ?`
+		args = append(args, ident.System)
+	}
+	var id string
+	err := s.r.QueryRowContext(ctx, q+` ORDER BY device LIMIT 1`, args...).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Device{}, fmt.Errorf("sqlite: device with identifier %q: %w", ident.Value, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Device{}, fmt.Errorf("sqlite: device by identifier: %w", err)
+	}
+	return s.Device(ctx, id)
+}
+
 // Bindings returns the device's binding history, oldest first.
 func (s *Store) Bindings(ctx context.Context, device string) ([]store.Binding, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT device, patient, from_ns, to_ns FROM bindings WHERE device = ? ORDER BY from_ns, id`, device)

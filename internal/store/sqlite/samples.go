@@ -168,7 +168,28 @@ func sampleFilter(q store.Query) (string, []any) {
 		b.WriteString(` AND s.t < ?`)
 		args = append(args, clampNanos(q.To))
 	}
+	if len(q.Devices) > 0 {
+		b.WriteString(` AND se.device IN (?` + strings.Repeat(`, ?`, len(q.Devices)-1) + `)`)
+		for _, d := range q.Devices {
+			args = append(args, d)
+		}
+	}
 	return b.String(), args
+}
+
+// afterFilter renders the keyset condition of q.After in q's order.
+func afterFilter(q store.Query) (string, []any, error) {
+	if q.After == "" {
+		return "", nil, nil
+	}
+	series, t, err := store.ParseObservationID(q.After)
+	if err != nil {
+		return "", nil, fmt.Errorf("sqlite: samples after %q: %w", q.After, err)
+	}
+	if q.Oldest {
+		return ` AND (s.t > ? OR (s.t = ? AND s.series_id > ?))`, []any{t, t, series}, nil
+	}
+	return ` AND (s.t < ? OR (s.t = ? AND s.series_id < ?))`, []any{t, t, series}, nil
 }
 
 func clampNanos(t time.Time) int64 {
@@ -185,6 +206,12 @@ func clampNanos(t time.Time) int64 {
 // q.Oldest. Ties in time are broken by series so paging is stable.
 func (s *Store) Samples(ctx context.Context, q store.Query) ([]store.Sample, error) {
 	from, args := sampleFilter(q)
+	after, afterArgs, err := afterFilter(q)
+	if err != nil {
+		return nil, err
+	}
+	from += after
+	args = append(args, afterArgs...)
 	order := ` ORDER BY s.t DESC, s.series_id DESC`
 	if q.Oldest {
 		order = ` ORDER BY s.t, s.series_id`

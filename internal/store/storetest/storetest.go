@@ -34,12 +34,15 @@ func Run(t *testing.T, open Opener) {
 		{"PatientSearch", testPatientSearch},
 		{"DeviceBindings", testDeviceBindings},
 		{"DeviceCreateUnbound", testDeviceCreateUnbound},
+		{"DeviceByIdentifier", testDeviceByIdentifier},
+		{"PatientLocations", testPatientLocations},
 		{"BindingHistoryAppendOnly", testBindingHistoryAppendOnly},
 		{"DeviceSecrets", testDeviceSecrets},
 		{"Tokens", testTokens},
 		{"Users", testUsers},
 		{"AppendDedup", testAppendDedup},
 		{"SamplesQuery", testSamplesQuery},
+		{"SamplesDevicesAndAfter", testSamplesDevicesAndAfter},
 		{"SampleRoundTrip", testSampleRoundTrip},
 		{"SampleBadIDs", testSampleBadIDs},
 		{"Latest", testLatest},
@@ -265,6 +268,64 @@ func testDeviceCreateUnbound(t *testing.T, s store.Store) {
 	if got.Patient != "p9" {
 		t.Fatalf("device patient = %q, want p9", got.Patient)
 	}
+}
+
+// Location history from ADT: each move closes the open stay; the same
+// location again changes nothing; "" (discharge) only closes; a move dated
+// before the open stay began is recorded at its start, never rewriting
+// history; a move at the instant a stay began replaces it.
+func testPatientLocations(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if ls, err := s.Locations(c, "p1"); err != nil || len(ls) != 0 {
+		t.Fatalf("no history yet: %v, %v", ls, err)
+	}
+	must(t, s.MovePatient(c, "p1", "ICU/12", t0), "admit")
+	must(t, s.MovePatient(c, "p1", "ICU/12", t0.Add(time.Minute)), "same bed")
+	must(t, s.MovePatient(c, "p1", "WARD/3", t0.Add(time.Hour)), "transfer")
+	must(t, s.MovePatient(c, "p1", "WARD/4", t0.Add(30*time.Minute)), "late transfer")
+	must(t, s.MovePatient(c, "p1", "", t0.Add(2*time.Hour)), "discharge")
+	must(t, s.MovePatient(c, "p1", "", t0.Add(3*time.Hour)), "discharge again")
+	must(t, s.MovePatient(c, "p2", "ER", t0), "other patient")
+	must(t, s.MovePatient(c, "p2", "ER/1", t0), "same instant")
+	got, err := s.Locations(c, "p1")
+	must(t, err, "locations")
+	want := []store.LocationStay{
+		{Patient: "p1", Location: "ICU/12", From: t0, To: t0.Add(time.Hour)},
+		// The late move is recorded when WARD/3 began, so it replaces it.
+		{Patient: "p1", Location: "WARD/4", From: t0.Add(time.Hour), To: t0.Add(2 * time.Hour)},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("history %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].Location != want[i].Location || !got[i].From.Equal(want[i].From) || !got[i].To.Equal(want[i].To) || got[i].Patient != "p1" {
+			t.Fatalf("stay %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	got, err = s.Locations(c, "p2")
+	must(t, err, "locations p2")
+	if len(got) != 1 || got[0].Location != "ER/1" || !got[0].To.IsZero() {
+		t.Fatalf("p2 history %+v, want one open stay at ER/1", got)
+	}
+}
+
+// Devices are found by their business identifiers (HL7 OBX-18 equipment
+// ids, EUI-64), with or without the identifier's system.
+func testDeviceByIdentifier(t *testing.T, s store.Store) {
+	eui := store.Identifier{System: "urn:ieee:eui64", Value: "080019FFFE3ED02D"}
+	must(t, s.CreateDevice(ctx(t), &store.Device{ID: "dz", Identifiers: []store.Identifier{eui}}, t0), "create dz")
+	must(t, s.CreateDevice(ctx(t), &store.Device{ID: "dy", Identifiers: []store.Identifier{{System: "urn:other", Value: "080019FFFE3ED02D"}}}, t0), "create dy")
+	must(t, s.CreateDevice(ctx(t), &store.Device{ID: "dx"}, t0), "create dx")
+	got, err := s.DeviceByIdentifier(ctx(t), eui)
+	if err != nil || got.ID != "dz" || len(got.Identifiers) != 1 {
+		t.Fatalf("by system and value: %+v, %v", got, err)
+	}
+	got, err = s.DeviceByIdentifier(ctx(t), store.Identifier{Value: eui.Value})
+	if err != nil || got.ID != "dy" {
+		t.Fatalf("by value only: got %q, %v; want the lowest id dy", got.ID, err)
+	}
+	_, err = s.DeviceByIdentifier(ctx(t), store.Identifier{System: "urn:ieee:eui64", Value: "nope"})
+	wantErr(t, err, store.ErrNotFound, "unknown identifier")
 }
 
 // Binding history is append-only: a change may not reach back before the
@@ -536,6 +597,76 @@ func testSamplesQuery(t *testing.T, s store.Store) {
 				t.Fatalf("CountSamples = %d, want %d (limit and offset must be ignored)", n, want)
 			}
 		})
+	}
+}
+
+// testSamplesDevicesAndAfter checks the device filter and keyset paging:
+// walking a query page by page with After visits every sample once, in
+// order, including ties in time, even when samples arrive between pages.
+func testSamplesDevicesAndAfter(t *testing.T, s store.Store) {
+	var batch []reading.Reading
+	for i := 0; i < 6; i++ {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		// Three series share every timestamp: ties must be ordered.
+		batch = append(batch,
+			vital("p1", "d1", "8867-4", at, float64(60+i)),
+			vital("p1", "d1", "59408-5", at, float64(90+i)),
+			vital("p1", "d2", "8867-4", at, float64(70+i)),
+		)
+	}
+	_, err := s.Append(ctx(t), batch)
+	must(t, err, "append")
+
+	for _, oldest := range []bool{false, true} {
+		all, err := s.Samples(ctx(t), store.Query{Patient: "p1", Oldest: oldest})
+		must(t, err, "samples")
+		var walked []string
+		after := ""
+		for page := 0; page < 20; page++ {
+			got, err := s.Samples(ctx(t), store.Query{Patient: "p1", Oldest: oldest, Limit: 4, After: after})
+			must(t, err, "samples after")
+			if len(got) == 0 {
+				break
+			}
+			for _, smp := range got {
+				walked = append(walked, smp.ID)
+			}
+			after = got[len(got)-1].ID
+			if page == 0 && !oldest {
+				// A sample arriving after the first page, newer than all, must
+				// not shift the pages still to come.
+				_, err := s.Append(ctx(t), []reading.Reading{vital("p1", "d1", "9279-1", t0.Add(time.Hour), 12)})
+				must(t, err, "append between pages")
+			}
+		}
+		var want []string
+		for _, smp := range all {
+			want = append(want, smp.ID)
+		}
+		if diff := cmp.Diff(want, walked); diff != "" {
+			t.Fatalf("oldest=%v: keyset walk (-want +got):\n%s", oldest, diff)
+		}
+	}
+
+	got, err := s.Samples(ctx(t), store.Query{Patient: "p1", Devices: []string{"d2"}})
+	must(t, err, "samples of d2")
+	n, err := s.CountSamples(ctx(t), store.Query{Patient: "p1", Devices: []string{"d2"}, After: "1-0"})
+	must(t, err, "count of d2")
+	if len(got) != 6 || n != 6 {
+		t.Fatalf("device d2: %d samples, count %d; want 6 and 6 (count ignores After)", len(got), n)
+	}
+	for _, smp := range got {
+		if smp.Device != "d2" {
+			t.Fatalf("sample of device %q in a query for d2", smp.Device)
+		}
+	}
+	got, err = s.Samples(ctx(t), store.Query{Patient: "p1", Devices: []string{"d1", "d2"}, Codes: []string{"8867-4"}})
+	must(t, err, "samples of d1,d2")
+	if len(got) != 12 {
+		t.Fatalf("devices d1,d2 heart rate: %d samples, want 12", len(got))
+	}
+	if _, err := s.Samples(ctx(t), store.Query{Patient: "p1", After: "not-an-id"}); err == nil {
+		t.Fatal("Samples accepted a malformed After")
 	}
 }
 
