@@ -111,7 +111,7 @@ func (s *alarmScenario) connect(ctx context.Context) error {
 	case "mqtt":
 		s.mqtt = &mqttLoad{cfg: s.cfg, targets: make([]mqttTarget, len(s.probes))}
 		for i, d := range s.probes {
-			s.mqtt.targets[i] = mqttTarget{broker: brokerURL(s.cfg.MQTTAddr), clientID: d.device,
+			s.mqtt.targets[i] = mqttTarget{broker: s.cfg.brokerFor(i), clientID: d.device,
 				username: d.device, password: d.secret, topic: "tend/v1/devices/" + d.device + "/obs"}
 		}
 		if err := s.mqtt.connect(ctx); err != nil {

@@ -30,7 +30,7 @@ var ErrMissedAlarms = errors.New("alarms were missed on the live stream")
 // Config says what load to generate and where.
 type Config struct {
 	HTTPURL  string // Tend HTTP base, e.g. http://127.0.0.1:8080
-	MQTTAddr string // Tend MQTT listener, host:port or tcp://host:port
+	MQTTAddr string // Tend MQTT listener, host:port or tcp://host:port; a comma-separated list spreads devices over several nodes
 	Token    string // admin bearer token
 
 	Proto              string        // "mqtt" (default) or "http"
@@ -214,6 +214,13 @@ func (c Config) withDefaults() (Config, error) {
 		c.HTTPURL = strings.TrimRight(c.HTTPURL, "/")
 	}
 	return c, nil
+}
+
+// brokerFor is the broker of the i-th device: MQTTAddr may list several
+// nodes (comma-separated), over which devices are spread in turn.
+func (c Config) brokerFor(i int) string {
+	addrs := strings.Split(c.MQTTAddr, ",")
+	return brokerURL(strings.TrimSpace(addrs[i%len(addrs)]))
 }
 
 // brokerURL turns host:port into the form paho wants.

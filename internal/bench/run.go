@@ -77,7 +77,7 @@ func runTend(ctx context.Context, cfg Config) (Result, error) {
 	case "mqtt":
 		m := &mqttLoad{cfg: cfg, targets: make([]mqttTarget, len(devs))}
 		for i, d := range devs {
-			m.targets[i] = mqttTarget{broker: brokerURL(cfg.MQTTAddr), clientID: d.device,
+			m.targets[i] = mqttTarget{broker: cfg.brokerFor(i), clientID: d.device,
 				username: d.device, password: d.secret, topic: "tend/v1/devices/" + d.device + "/obs"}
 		}
 		fmt.Fprintf(cfg.Out, "bench: connecting %d MQTT devices to %s\n", len(devs), cfg.MQTTAddr)

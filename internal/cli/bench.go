@@ -25,7 +25,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	target := fs.String("target", "", "base URL of a running Tend (e.g. http://127.0.0.1:8080); empty starts one in a temporary directory")
-	mqttAddr := fs.String("mqtt-addr", "", "MQTT address of the target (host:port); required with --target for --proto mqtt")
+	mqttAddr := fs.String("mqtt-addr", "", "MQTT address of the target (host:port; a comma-separated list spreads the devices over several nodes); required with --target for --proto mqtt")
 	token := fs.String("token", "", "admin API token of the target (default: TEND_BOOTSTRAP_TOKEN)")
 	proto := fs.String("proto", "mqtt", "ingest protocol: mqtt or http")
 	devices := fs.Int("devices", 50, "simulated devices, one connection each")

@@ -1,23 +1,35 @@
-// Package evaluator runs the rule engine on the readings stream. It is a
-// durable stream consumer of its own, next to the store writer, so an alarm
-// does not wait for the store: a reading is evaluated as soon as its group
-// commit is durable.
+// Package evaluator runs the rule engine on the readings stream. It reads
+// the stream itself, next to the store writer, so an alarm does not wait
+// for the store: a reading is evaluated as soon as its group commit is
+// durable.
 //
-// Exactly-once effect: the events of each batch are applied together with
-// the stream position they came from (alarm.Checkpoint.Applied), and the
-// engine state is snapshotted every 30 s with its position. The
-// stream is acknowledged only up to the last snapshot, so after a crash the
-// engine restarts from the snapshot, the stream replays what came after it,
-// and events already applied are recognised by their position and skipped:
-// every reading is evaluated for alarms once.
+// Partitions: patients are hashed into Partitions parts, each with its own
+// engine, checkpoint and lease. A node evaluates the parts whose lease it
+// holds (all of them when it is alone); when a node dies its parts move to
+// the others, which restore them from their checkpoints. Each reading is
+// evaluated in order, by the one node holding its patient's part.
+//
+// Exactly-once effect: the events of each message are applied together
+// with the stream position they came from (alarm.Checkpoint.Applied, per
+// part), and each part's engine state is snapshotted every 30 s with its
+// position. After a crash or a move the part restarts from its snapshot,
+// the stream replays what came after it, and events already applied are
+// recognised by their position and skipped: every reading is evaluated for
+// alarms once, even if two nodes briefly both believe they hold a part.
+// The stream keeps every message some part's snapshot may still need
+// (Floor).
 package evaluator
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"math"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,7 +43,7 @@ import (
 
 // Consumer is the stream side; *stream.Stream satisfies it.
 type Consumer interface {
-	ConsumeFrom(ctx context.Context, durable string, from uint64, maxBatch int, handle func(ctx context.Context, msgs []stream.Msg) error) error
+	ConsumeOrdered(ctx context.Context, from uint64, maxBatch int, handle func(ctx context.Context, msgs []stream.Msg) error) error
 }
 
 // Committer makes derived readings (NEWS2 scores) durable like any other;
@@ -40,8 +52,37 @@ type Committer interface {
 	Commit(ctx context.Context, rs []reading.Reading) error
 }
 
-// DefaultDurable is the rule evaluator's consumer name.
-const DefaultDurable = "tend-rules"
+// Partitions is how many parts patients are hashed into: the most nodes
+// that can share rule evaluation. Changing it moves patients between parts
+// and so needs every node stopped first.
+const Partitions = 16
+
+// PartitionOf is the part evaluating a patient's readings.
+func PartitionOf(patient string) int {
+	h := fnv.New32a()
+	h.Write([]byte(patient))
+	return int(h.Sum32() % Partitions)
+}
+
+// PartName names a part: its lease and its checkpoint.
+func PartName(p int) string { return fmt.Sprintf("rules-%02d", p) }
+
+// PartNames are the names of all parts, in order.
+func PartNames() []string {
+	out := make([]string, Partitions)
+	for p := range out {
+		out[p] = PartName(p)
+	}
+	return out
+}
+
+func parsePart(name string) (int, bool) {
+	n, err := strconv.Atoi(strings.TrimPrefix(name, "rules-"))
+	if err != nil || !strings.HasPrefix(name, "rules-") || n < 0 || n >= Partitions || PartName(n) != name {
+		return 0, false
+	}
+	return n, true
+}
 
 // Defaults.
 const (
@@ -57,32 +98,49 @@ const (
 	backlogOff = 5 * time.Second
 )
 
-// Evaluator feeds the stream through a rules.Engine into the alarm service.
+// Evaluator feeds the stream through rules engines into the alarm service.
 type Evaluator struct {
 	Stream   Consumer
 	Store    alarm.Store
 	Alarms   *alarm.Service
 	Profiles *alarm.Profiles
 	Derived  Committer
-	Durable  string // "" means DefaultDurable; also the checkpoint name
 	Now      func() time.Time
 	Logger   *slog.Logger
 	Metrics  *Metrics
-	// SnapshotEvery is how often engine state is saved (and the stream
-	// acknowledged); 0 means 30 s. TickEvery drives no-data checks; 0 means 1 s.
+	// Leased: parts are handed to this evaluator by Acquire and taken away
+	// by Release and Lost (a lease.Table's callbacks). false means it
+	// evaluates every part, from Start.
+	Leased bool
+	// SnapshotEvery is how often engine state is saved; 0 means 30 s.
+	// TickEvery drives no-data checks; 0 means 1 s.
 	SnapshotEvery time.Duration
 	TickEvery     time.Duration
 
-	mu       sync.Mutex // guards the engine and what follows
-	engine   *rules.Engine
-	lastSeq  uint64
-	lastMsg  stream.Msg
-	lastSnap time.Time
-	pending  rules.Output // computed but not yet applied (retried)
-	backlog  bool
+	mu      sync.Mutex // guards what follows and every part
+	parts   map[int]*part
+	backlog bool
+	// restart, when closed, stops the running consumer so that it starts
+	// again from the lowest position of the parts held (a part was added).
+	restart chan struct{}
 
+	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
+}
+
+// part is one partition's engine and position.
+type part struct {
+	name    string
+	engine  *rules.Engine
+	seen    uint64 // last stream sequence evaluated
+	snapSeq uint64 // position of the last snapshot written
+	// live: the running consumer started at or before seen+1, so the
+	// part may take its messages; a part added meanwhile waits for the
+	// consumer's restart.
+	live     bool
+	lastSnap time.Time
+	pending  rules.Output // computed but not yet applied (retried)
 }
 
 // Metrics are the evaluator's Prometheus metrics.
@@ -92,10 +150,22 @@ type Metrics struct {
 	toAlarm      prometheus.Histogram
 	batchSeconds prometheus.Histogram
 	patients     prometheus.GaugeFunc
+	parts        prometheus.GaugeFunc
 }
 
-// NewMetrics registers the metrics; patients reports the engine's size.
+// NewMetrics registers the metrics; patients reports the engines' size.
 func NewMetrics(reg prometheus.Registerer, e *Evaluator) (*Metrics, error) {
+	gauge := func(f func(*part) float64) func() float64 {
+		return func() float64 {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			sum := 0.0
+			for _, pt := range e.parts {
+				sum += f(pt)
+			}
+			return sum
+		}
+	}
 	m := &Metrics{
 		readings: prometheus.NewCounter(prometheus.CounterOpts{Name: "tend_rules_readings_total", Help: "Readings evaluated by the rule engine."}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tend_rules_events_total",
@@ -104,17 +174,12 @@ func NewMetrics(reg prometheus.Registerer, e *Evaluator) (*Metrics, error) {
 			Help: "From a reading's arrival at Tend to its alarm change being committed.", Buckets: prometheus.ExponentialBuckets(0.0005, 1.25, 60)}),
 		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tend_rules_batch_seconds",
 			Help: "Time to evaluate and apply one batch of stream messages.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}),
-		patients: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tend_rules_patients", Help: "Patients with rule state in memory."},
-			func() float64 {
-				e.mu.Lock()
-				defer e.mu.Unlock()
-				if e.engine == nil {
-					return 0
-				}
-				return float64(e.engine.Patients())
-			}),
+		patients: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tend_rules_patients", Help: "Patients with rule state in memory on this node."},
+			gauge(func(pt *part) float64 { return float64(pt.engine.Patients()) })),
+		parts: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tend_rules_partitions", Help: "Rule evaluation partitions held by this node."},
+			gauge(func(*part) float64 { return 1 })),
 	}
-	for _, c := range []prometheus.Collector{m.readings, m.events, m.toAlarm, m.batchSeconds, m.patients} {
+	for _, c := range []prometheus.Collector{m.readings, m.events, m.toAlarm, m.batchSeconds, m.patients, m.parts} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -122,14 +187,11 @@ func NewMetrics(reg prometheus.Registerer, e *Evaluator) (*Metrics, error) {
 	return m, nil
 }
 
-// Start restores the engine from the last checkpoint and consumes in the
-// background until Close.
+// Start consumes in the background until Close; unless Leased, it first
+// restores every part from its checkpoint.
 func (e *Evaluator) Start(ctx context.Context) error {
 	if e.Stream == nil || e.Store == nil || e.Alarms == nil || e.Profiles == nil {
 		return errors.New("evaluator: Stream, Store, Alarms and Profiles are required")
-	}
-	if e.Durable == "" {
-		e.Durable = DefaultDurable
 	}
 	if e.Now == nil {
 		e.Now = time.Now
@@ -143,18 +205,10 @@ func (e *Evaluator) Start(ctx context.Context) error {
 	if e.TickEvery <= 0 {
 		e.TickEvery = defaultTickEvery
 	}
-	e.engine = rules.NewEngine(e.rulesFor)
-	cp, err := e.Store.Checkpoint(ctx, e.Durable)
-	if err != nil {
-		return fmt.Errorf("evaluator: load checkpoint: %w", err)
-	}
-	if cp.Snapshot != nil {
-		if err := e.engine.Restore(cp.Snapshot); err != nil {
-			return fmt.Errorf("evaluator: %w", err)
-		}
-	}
-	e.lastSeq = cp.SnapSeq
-	e.lastSnap = e.Now()
+	e.mu.Lock()
+	e.parts = map[int]*part{}
+	e.restart = make(chan struct{})
+	e.mu.Unlock()
 	if open, err := e.Store.Alarms(ctx, alarm.Filter{Patient: "", States: []alarm.State{alarm.Active, alarm.Acknowledged}}); err == nil {
 		for _, a := range open {
 			if a.Rule == backlogRule && a.Condition {
@@ -162,13 +216,21 @@ func (e *Evaluator) Start(ctx context.Context) error {
 			}
 		}
 	}
+	if !e.Leased {
+		for p := range Partitions {
+			if err := e.acquire(ctx, PartName(p)); err != nil {
+				return err
+			}
+		}
+	}
 	ctx, e.cancel = context.WithCancel(ctx)
+	e.ctx = ctx
 	e.done = make(chan struct{})
 	go e.run(ctx)
 	return nil
 }
 
-// Close stops consuming and saves a final snapshot.
+// Close stops consuming and saves a final snapshot of every part held.
 func (e *Evaluator) Close() error {
 	if e.cancel == nil {
 		return nil
@@ -177,12 +239,99 @@ func (e *Evaluator) Close() error {
 	<-e.done
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.lastMsg.Seq == 0 || len(e.pending.Events) > 0 {
-		return nil
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return e.snapshot(ctx)
+	var errs []error
+	for _, pt := range e.parts {
+		errs = append(errs, e.snapshot(ctx, pt))
+	}
+	return errors.Join(errs...)
+}
+
+// Acquire starts evaluating a part (its lease was taken): its engine is
+// restored from its checkpoint and the stream is read again from there.
+func (e *Evaluator) Acquire(name string) {
+	ctx := e.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := e.acquire(ctx, name); err != nil {
+		// The part stays unevaluated on this node until its lease is
+		// handed over again; say so loudly.
+		e.Logger.Error("rule evaluator: cannot take over partition", "partition", name, "err", err)
+	}
+}
+
+func (e *Evaluator) acquire(ctx context.Context, name string) error {
+	p, ok := parsePart(name)
+	if !ok {
+		return fmt.Errorf("evaluator: unknown partition %q", name)
+	}
+	cp, err := e.Store.Checkpoint(ctx, name)
+	if err != nil {
+		return fmt.Errorf("evaluator: load checkpoint %s: %w", name, err)
+	}
+	engine := rules.NewEngine(e.rulesFor)
+	if cp.Snapshot != nil {
+		if err := engine.Restore(cp.Snapshot); err != nil {
+			return fmt.Errorf("evaluator: restore %s: %w", name, err)
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, held := e.parts[p]; held {
+		return nil
+	}
+	e.parts[p] = &part{name: name, engine: engine, seen: cp.SnapSeq, snapSeq: cp.SnapSeq, lastSnap: e.Now()}
+	close(e.restart)
+	e.restart = make(chan struct{})
+	return nil
+}
+
+// Release stops evaluating a part that is being handed to another node,
+// after saving its state so the next holder need not replay.
+func (e *Evaluator) Release(name string) {
+	p, ok := parsePart(name)
+	if !ok {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	pt := e.parts[p]
+	if pt == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.snapshot(ctx, pt); err != nil {
+		e.Logger.Warn("snapshot before handing over a partition; the next holder replays more", "partition", name, "err", err)
+	}
+	delete(e.parts, p)
+}
+
+// Lost stops evaluating a part whose lease another node holds now.
+func (e *Evaluator) Lost(name string) {
+	if p, ok := parsePart(name); ok {
+		e.mu.Lock()
+		delete(e.parts, p)
+		e.mu.Unlock()
+	}
+}
+
+// Floor is the highest stream sequence that no part's snapshot needs
+// again: the stream may drop everything up to it.
+func (e *Evaluator) Floor(ctx context.Context) (uint64, error) {
+	floor := uint64(math.MaxUint64)
+	for p := range Partitions {
+		cp, err := e.Store.Checkpoint(ctx, PartName(p))
+		if err != nil {
+			return 0, err
+		}
+		floor = min(floor, cp.SnapSeq)
+	}
+	return floor, nil
 }
 
 // rulesFor loads a patient's rules. If they cannot be read the care
@@ -209,12 +358,28 @@ func (e *Evaluator) run(ctx context.Context) {
 	}()
 	failures := 0
 	for ctx.Err() == nil {
-		from, err := e.resumePoint(ctx)
-		if err == nil {
-			err = e.Stream.ConsumeFrom(ctx, e.Durable, from, maxBatch, e.handle)
+		from, restart := e.resumePoint()
+		if from == 0 { // no part held: wait for one
+			select {
+			case <-ctx.Done():
+			case <-restart:
+			}
+			continue
 		}
-		if ctx.Err() != nil {
-			break
+		cctx, stop := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-restart:
+				stop()
+			case <-cctx.Done():
+			}
+		}()
+		err := e.Stream.ConsumeOrdered(cctx, from, maxBatch, e.handle)
+		restarted := cctx.Err() != nil
+		stop()
+		if ctx.Err() != nil || (restarted && err == nil) {
+			failures = 0
+			continue
 		}
 		failures++
 		delay := min(time.Duration(failures)*time.Second, 10*time.Second)
@@ -227,19 +392,20 @@ func (e *Evaluator) run(ctx context.Context) {
 	wg.Wait()
 }
 
-// resumePoint is where the stream must continue: after what the engine has
-// seen. A consumer restarted within the process first snapshots, so the
-// re-created consumer's acknowledgement floor never passes the snapshot a
-// crash would restart from.
-func (e *Evaluator) resumePoint(ctx context.Context) (uint64, error) {
+// resumePoint is where the stream must continue: after the least advanced
+// part held (0 if none). Every part is live from there on.
+func (e *Evaluator) resumePoint() (uint64, <-chan struct{}) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.lastMsg.Seq != 0 && len(e.pending.Events) == 0 && len(e.pending.Derived) == 0 {
-		if err := e.snapshot(ctx); err != nil {
-			return 0, fmt.Errorf("snapshot before resuming: %w", err)
-		}
+	if len(e.parts) == 0 {
+		return 0, e.restart
 	}
-	return e.lastSeq + 1, nil
+	from := uint64(math.MaxUint64)
+	for _, pt := range e.parts {
+		from = min(from, pt.seen+1)
+		pt.live = true
+	}
+	return from, e.restart
 }
 
 func (e *Evaluator) tickLoop(ctx context.Context) {
@@ -263,12 +429,15 @@ func (e *Evaluator) Tick(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("refresh rules: %w", err)
 	}
-	e.mu.Lock()
-	if changed {
-		e.engine.Invalidate("")
-	}
 	var out rules.Output
-	e.engine.Tick(e.Now(), &out)
+	now := e.Now()
+	e.mu.Lock()
+	for _, pt := range e.parts {
+		if changed {
+			pt.engine.Invalidate("")
+		}
+		pt.engine.Tick(now, &out)
+	}
 	e.mu.Unlock()
 	if len(out.Events) == 0 {
 		return nil
@@ -286,9 +455,6 @@ func (e *Evaluator) handle(ctx context.Context, msgs []stream.Msg) error {
 	var newest time.Time
 	n := 0
 	for _, m := range msgs {
-		if m.Seq <= e.lastSeq {
-			continue // evaluated before this delivery (redelivery or replay)
-		}
 		rs, err := reading.DecodeBatch(m.Data)
 		if err != nil {
 			// The store writer dead-letters undecodable messages; here
@@ -297,18 +463,25 @@ func (e *Evaluator) handle(ctx context.Context, msgs []stream.Msg) error {
 		}
 		sort.SliceStable(rs, func(i, j int) bool { return rs[i].Time.Before(rs[j].Time) })
 		for _, r := range rs {
-			e.engine.Observe(r, m.Seq, &e.pending)
+			pt := e.parts[PartitionOf(r.Patient)]
+			if pt == nil || !pt.live || m.Seq <= pt.seen {
+				continue // another node's, or evaluated before (replay)
+			}
+			pt.engine.Observe(r, m.Seq, &pt.pending)
+			n++
 			if r.Received.After(newest) {
 				newest = r.Received
 			}
 		}
-		n += len(rs)
-		e.lastSeq, e.lastMsg = m.Seq, m
-		// An alarm does not wait for the rest of a backlog batch: events are
-		// applied as soon as the message that caused them is evaluated.
-		if len(e.pending.Events) > 0 {
-			if err := e.applyEvents(ctx); err != nil {
-				return err
+		for _, pt := range e.parts {
+			if pt.live && m.Seq > pt.seen {
+				pt.seen = m.Seq
+				// An alarm does not wait for the rest of a backlog
+				// batch: events are applied as soon as the message
+				// that caused them is evaluated.
+				if err := e.applyEvents(ctx, pt); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -321,9 +494,11 @@ func (e *Evaluator) handle(ctx context.Context, msgs []stream.Msg) error {
 	if err := e.flush(ctx); err != nil {
 		return err
 	}
-	if time.Since(e.lastSnap) >= e.SnapshotEvery && e.lastMsg.Seq != 0 {
-		if err := e.snapshot(ctx); err != nil {
-			e.Logger.Warn("save rule engine snapshot", "err", err) // retried at the next batch
+	for _, pt := range e.parts {
+		if time.Since(pt.lastSnap) >= e.SnapshotEvery && pt.seen > pt.snapSeq {
+			if err := e.snapshot(ctx, pt); err != nil {
+				e.Logger.Warn("save rule engine snapshot", "partition", pt.name, "err", err) // retried at the next batch
+			}
 		}
 	}
 	if e.Metrics != nil {
@@ -333,30 +508,39 @@ func (e *Evaluator) handle(ctx context.Context, msgs []stream.Msg) error {
 }
 
 // flush makes derived readings durable and applies the pending events with
-// the stream position; on failure everything stays pending for the retry.
+// their positions; on failure everything stays pending for the retry.
 func (e *Evaluator) flush(ctx context.Context) error {
-	if len(e.pending.Derived) > 0 && e.Derived != nil {
-		if err := e.Derived.Commit(ctx, e.pending.Derived); err != nil {
+	var derived []reading.Reading
+	for _, pt := range e.parts {
+		derived = append(derived, pt.pending.Derived...)
+	}
+	if len(derived) > 0 && e.Derived != nil {
+		if err := e.Derived.Commit(ctx, derived); err != nil {
 			return fmt.Errorf("store derived readings: %w", err)
 		}
-		e.pending.Derived = nil
 	}
-	return e.applyEvents(ctx)
+	for _, pt := range e.parts {
+		pt.pending.Derived = nil
+		if err := e.applyEvents(ctx, pt); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// applyEvents applies the pending events with the stream position.
-func (e *Evaluator) applyEvents(ctx context.Context) error {
-	evs := e.pending.Events
+// applyEvents applies a part's pending events with its position.
+func (e *Evaluator) applyEvents(ctx context.Context, pt *part) error {
+	evs := pt.pending.Events
 	if len(evs) == 0 {
 		// Nothing to apply: the position is recorded with the next events
 		// or snapshot. A replay of these readings yields no events either
 		// (the engine is deterministic), so no write is needed.
 		return nil
 	}
-	if err := e.Alarms.Apply(ctx, alarm.Checkpoint{Name: e.Durable, Applied: e.lastSeq}, evs); err != nil {
+	if err := e.Alarms.Apply(ctx, alarm.Checkpoint{Name: pt.name, Applied: pt.seen}, evs); err != nil {
 		return err
 	}
-	e.pending.Events = nil
+	pt.pending.Events = nil
 	e.count(evs)
 	if e.Metrics != nil {
 		now := time.Now()
@@ -378,27 +562,45 @@ func (e *Evaluator) count(evs []rules.Event) {
 	}
 }
 
-// snapshot saves the engine state at lastSeq and then acknowledges the
-// stream up to there.
-func (e *Evaluator) snapshot(ctx context.Context) error {
-	b, err := e.engine.Snapshot()
+// snapshot saves a part's engine state at its position, unless events are
+// still pending (the state is ahead of what was applied) or the stored
+// snapshot is further on (another node holds the part now).
+func (e *Evaluator) snapshot(ctx context.Context, pt *part) error {
+	if len(pt.pending.Events) > 0 || len(pt.pending.Derived) > 0 || pt.seen <= pt.snapSeq {
+		return nil
+	}
+	b, err := pt.engine.Snapshot()
 	if err != nil {
 		return err
 	}
-	cp := alarm.Checkpoint{Name: e.Durable, Applied: e.lastSeq, Snapshot: b, SnapSeq: e.lastSeq}
-	if err := e.Store.Update(ctx, func(tx alarm.Tx) error { return tx.SetCheckpoint(cp) }); err != nil {
+	stale := false
+	err = e.Store.Update(ctx, func(tx alarm.Tx) error {
+		cur, err := tx.Checkpoint(pt.name)
+		if err != nil {
+			return err
+		}
+		if stale = cur.SnapSeq > pt.seen; stale {
+			return nil
+		}
+		return tx.SetCheckpoint(alarm.Checkpoint{Name: pt.name, Applied: max(cur.Applied, pt.seen), Snapshot: b, SnapSeq: pt.seen})
+	})
+	if err != nil {
 		return err
 	}
-	e.lastSnap = time.Now()
-	if err := e.lastMsg.Ack(); err != nil {
-		e.Logger.Debug("ack rule stream", "err", err) // replayed and skipped after a restart
+	if stale {
+		e.Logger.Warn("partition snapshot behind the stored one; another node is evaluating it", "partition", pt.name)
 	}
+	pt.snapSeq, pt.lastSnap = pt.seen, time.Now()
 	return nil
 }
 
 // checkBacklog raises or clears the system alarm for evaluation running
-// behind ingest.
+// behind ingest; the part of the system's (empty) patient id carries it.
 func (e *Evaluator) checkBacklog(newest time.Time) {
+	pt := e.parts[PartitionOf("")]
+	if pt == nil {
+		return
+	}
 	lag := e.Now().Sub(newest)
 	var typ rules.EventType
 	switch {
@@ -409,7 +611,7 @@ func (e *Evaluator) checkBacklog(newest time.Time) {
 	default:
 		return
 	}
-	e.pending.Events = append(e.pending.Events, rules.Event{Type: typ, Rule: backlogRule, Name: "Ingest backlog",
+	pt.pending.Events = append(pt.pending.Events, rules.Event{Type: typ, Rule: backlogRule, Name: "Ingest backlog",
 		Kind: rules.KindNoData, Category: rules.CategoryTechnical, Priority: rules.PriorityMedium, Time: e.Now(),
 		Message: fmt.Sprintf("Alarm evaluation is %s behind ingest", lag.Round(time.Second))})
 }

@@ -25,7 +25,7 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	dir := t.TempDir()
-	st := stream.New(stream.Config{Dir: filepath.Join(dir, "stream"), Durables: []string{DefaultDurable}})
+	st := stream.New(stream.Config{Dir: filepath.Join(dir, "stream")})
 	if err := st.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -41,10 +41,16 @@ func newHarness(t *testing.T) *harness {
 // start runs an evaluator until the returned cancel; cancelling without
 // Close is a crash: no final snapshot.
 func (h *harness) start(snapshotEvery time.Duration) (*Evaluator, context.CancelFunc) {
+	return h.startLeased(snapshotEvery, false)
+}
+
+// startLeased is start for an evaluator that holds only the parts given
+// to it by Acquire when leased.
+func (h *harness) startLeased(snapshotEvery time.Duration, leased bool) (*Evaluator, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	profiles := &alarm.Profiles{Store: h.db}
 	svc := alarm.NewService(alarm.Config{Store: h.db, Escalation: profiles.Escalation})
-	e := &Evaluator{Stream: h.stream, Store: h.db, Alarms: svc, Profiles: profiles, SnapshotEvery: snapshotEvery, TickEvery: time.Hour}
+	e := &Evaluator{Stream: h.stream, Store: h.db, Alarms: svc, Profiles: profiles, SnapshotEvery: snapshotEvery, TickEvery: time.Hour, Leased: leased}
 	if err := e.Start(ctx); err != nil {
 		h.t.Fatal(err)
 	}
@@ -80,6 +86,36 @@ func (h *harness) waitFor(what string, cond func([]alarm.Alarm) bool) []alarm.Al
 	}
 }
 
+// clearedOnceRaised waits until p1's spo2-critical condition has cleared
+// and checks it was one episode, raised once.
+func (h *harness) clearedOnceRaised() {
+	h.t.Helper()
+	as := h.waitFor("condition cleared", func(as []alarm.Alarm) bool {
+		for _, a := range as {
+			if a.Rule == "spo2-critical" && !a.Condition {
+				return true
+			}
+		}
+		return false
+	})
+	if n := count(as, "spo2-critical", ""); n != 1 {
+		h.t.Fatalf("spo2-critical episodes = %d, want 1", n)
+	}
+	hist, err := h.db.History(context.Background(), as[0].ID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	raised := 0
+	for _, c := range hist {
+		if c.Action == "raised" {
+			raised++
+		}
+	}
+	if raised != 1 {
+		h.t.Fatalf("raised %d times in history %+v", raised, hist)
+	}
+}
+
 func count(as []alarm.Alarm, rule string, state alarm.State) int {
 	n := 0
 	for _, a := range as {
@@ -108,34 +144,11 @@ func TestCrashReplayRaisesOnce(t *testing.T) {
 			defer stop()
 			h.publish("p1", 40*time.Second, 82)
 			h.publish("p1", 50*time.Second, 95) // clears: latched (high), stays active with condition off
-			as := h.waitFor("condition cleared", func(as []alarm.Alarm) bool {
-				for _, a := range as {
-					if a.Rule == "spo2-critical" && !a.Condition {
-						return true
-					}
-				}
-				return false
-			})
-			if n := count(as, "spo2-critical", ""); n != 1 {
-				t.Fatalf("spo2-critical episodes = %d, want 1", n)
-			}
-			hist, err := h.db.History(context.Background(), as[0].ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			raised := 0
-			for _, c := range hist {
-				if c.Action == "raised" {
-					raised++
-				}
-			}
-			if raised != 1 {
-				t.Fatalf("raised %d times in history %+v", raised, hist)
-			}
+			h.clearedOnceRaised()
 			if err := e.Close(); err != nil {
 				t.Fatal(err)
 			}
-			cp, err := h.db.Checkpoint(context.Background(), DefaultDurable)
+			cp, err := h.db.Checkpoint(context.Background(), PartName(PartitionOf("p1")))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,6 +180,68 @@ func TestBacklogAlarm(t *testing.T) {
 	for _, a := range as {
 		if a.Rule == backlogRule && (a.Patient != "" || a.Kind != "technical") {
 			t.Errorf("backlog alarm %+v: want a technical alarm without patient", a)
+		}
+	}
+}
+
+// A part moves between nodes, handed over cleanly (Release then Acquire)
+// or after a crash (Acquire only): the new holder restores it from its
+// checkpoint, and the alarm raised by the old one is neither raised again
+// nor forgotten.
+func TestPartitionMovesBetweenEvaluators(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(fmt.Sprint("crash=", crash), func(t *testing.T) {
+			h := newHarness(t)
+			a, stopA := h.startLeased(time.Millisecond, true)
+			b, stopB := h.startLeased(time.Millisecond, true)
+			defer stopB()
+			name := PartName(PartitionOf("p1"))
+			a.Acquire(name)
+			h.publish("p1", 0, 84)
+			h.publish("p1", 30*time.Second, 83)
+			h.waitFor("spo2-critical raised", func(as []alarm.Alarm) bool { return count(as, "spo2-critical", alarm.Active) == 1 })
+			h.publish("p1", 40*time.Second, 82) // evaluated by a, no new event
+			if crash {
+				stopA()
+			} else {
+				a.Release(name)
+				stopA()
+			}
+			b.Acquire(name)
+			h.publish("p1", 50*time.Second, 95)
+			h.clearedOnceRaised()
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			floor, err := b.Floor(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if floor != 0 {
+				t.Errorf("stream floor = %d with parts never snapshotted, want 0", floor)
+			}
+		})
+	}
+}
+
+// A part held by nobody here is not evaluated at all.
+func TestUnheldPartIsNotEvaluated(t *testing.T) {
+	h := newHarness(t)
+	e, stop := h.startLeased(time.Hour, true)
+	defer stop()
+	other := "x0"
+	for i := 1; PartitionOf(other) == PartitionOf("p1"); i++ {
+		other = fmt.Sprint("x", i)
+	}
+	e.Acquire(PartName(PartitionOf(other)))
+	h.publish("p1", 0, 84)
+	h.publish("p1", 30*time.Second, 83)
+	h.publish(other, 0, 84)
+	h.publish(other, 30*time.Second, 83)
+	as := h.waitFor("the held part's alarm", func(as []alarm.Alarm) bool { return count(as, "spo2-critical", alarm.Active) == 1 })
+	for _, a := range as {
+		if a.Patient == "p1" {
+			t.Fatalf("p1's part is not held but p1 has alarm %+v", a)
 		}
 	}
 }

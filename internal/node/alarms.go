@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	"github.com/tendhealth/tend/internal/alarmdb/pgalarm"
 	"github.com/tendhealth/tend/internal/evaluator"
 	"github.com/tendhealth/tend/internal/ingest"
-	"github.com/tendhealth/tend/internal/live"
 	"github.com/tendhealth/tend/internal/mqtt"
 	"github.com/tendhealth/tend/internal/notify"
 	"github.com/tendhealth/tend/internal/store/postgres"
@@ -60,7 +58,7 @@ func (n *Node) startAlarms(ctx context.Context) (err error) {
 	a.service = alarm.NewService(alarm.Config{Store: a.db, Escalation: a.profiles.Escalation, Now: cfg.Now, Logger: cfg.Logger,
 		OnChange: n.publishAlarm, Kick: a.dispatcher.Kick})
 	a.dispatcher.Service = a.service
-	a.evaluator = &evaluator.Evaluator{Stream: n.stream, Store: a.db, Alarms: a.service, Profiles: a.profiles, Derived: n.commit,
+	a.evaluator = &evaluator.Evaluator{Stream: n.stream, Store: a.db, Alarms: a.service, Profiles: a.profiles, Derived: n.commit, Leased: true,
 		Now: cfg.Now, Logger: cfg.Logger}
 	if a.evaluator.Metrics, err = evaluator.NewMetrics(n.registry, a.evaluator); err != nil {
 		return err
@@ -186,19 +184,4 @@ func (a *alarms) resolveRecipient(ctx context.Context, r string) (notify.Recipie
 		return notify.Recipient{Kind: "mqtt", Address: addr}, nil
 	}
 	return notify.Recipient{}, notify.Permanent(fmt.Errorf("unknown recipient kind %q", kind))
-}
-
-// publishAlarm puts an alarm change on the live stream.
-func (n *Node) publishAlarm(a alarm.Alarm, action string) {
-	if n.hub == nil || n.hub.Len() == 0 {
-		return
-	}
-	b, err := json.Marshal(struct {
-		Action string      `json:"action"`
-		Alarm  alarm.Alarm `json:"alarm"`
-	}{action, a})
-	if err != nil {
-		return
-	}
-	n.hub.Publish(live.Event{Type: live.TypeAlarm, Patient: a.Patient, Data: b})
 }

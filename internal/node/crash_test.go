@@ -19,10 +19,11 @@ import (
 
 // serveChild starts `tend serve` as a child process on free ports and waits
 // until it is ready.
-func serveChild(t *testing.T, dir string) (*exec.Cmd, node.Addrs) {
+func serveChild(t *testing.T, dir string, args ...string) (*exec.Cmd, node.Addrs) {
 	t.Helper()
 	os.Remove(filepath.Join(dir, "listen.json"))
-	cmd := exec.Command(os.Args[0], "--data", dir, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mllp", "off", "--log-level", "warn")
+	args = append([]string{"--data", dir, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mllp", "off", "--log-level", "warn"}, args...)
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "TEND_TEST_CHILD=serve", "TEND_BOOTSTRAP_TOKEN="+testToken)
 	var logs strings.Builder
 	cmd.Stdout, cmd.Stderr = &logs, &logs

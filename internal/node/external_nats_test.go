@@ -32,7 +32,7 @@ func TestExternalNATS(t *testing.T) {
 	defer ns.Shutdown()
 
 	dir := t.TempDir()
-	n := node.New(node.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "off", MLLPAddr: "off",
+	n := node.New(node.Config{DataDir: dir, NATSReplicas: 1, HTTPAddr: "127.0.0.1:0", MQTTAddr: "off", MLLPAddr: "off",
 		NATSURLs: []string{ns.ClientURL()}, BootstrapToken: testToken,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Console: io.Discard})
 	if err := n.Start(context.Background()); err != nil {

@@ -20,11 +20,14 @@ import (
 	"github.com/tendhealth/tend/internal/node"
 )
 
-// A child process started by the crash test runs `tend serve` through the
-// same CLI code a user runs.
+// A child process started by the crash and scale-out tests runs `tend
+// serve` through the same CLI code a user runs, or a NATS server.
 func TestMain(m *testing.M) {
-	if os.Getenv("TEND_TEST_CHILD") == "serve" {
+	switch os.Getenv("TEND_TEST_CHILD") {
+	case "serve":
 		os.Exit(cli.Run(append([]string{"serve"}, os.Args[1:]...), os.Stdout, os.Stderr))
+	case "nats":
+		runNATSChild()
 	}
 	os.Exit(m.Run())
 }

@@ -6,8 +6,28 @@
 // Durability: a Publish returns only after the JetStream PubAck, that is
 // after the message is stored. The embedded server runs with SyncAlways, so
 // "stored" means fsynced — JetStream's default lazy fsync acknowledges writes
-// it can lose on power failure. External clusters must be configured by the
-// operator (sync_interval: always, or replicas 3 across failure domains).
+// it can lose on power failure.
+//
+// External cluster: Config.URLs lists one or more servers (the client also
+// uses the servers the cluster advertises, and reconnects forever with a
+// capped backoff). The stream then has 3 replicas unless Config.Replicas
+// says otherwise, and the PubAck of a replicated stream means a quorum of
+// the replicas (2 of 3) stored the message. Whether "stored" means on disk
+// is the operator's configuration, which Tend cannot see from a client
+// connection: set jetstream { sync_interval: always } on every server (the
+// 2025 Jepsen analysis of NATS 2.12 found acknowledged writes lost with the
+// default lazy fsync when several nodes lose power together), and place the
+// servers in separate failure domains. Tend also cannot check the servers'
+// clocks, disks, or that the replicas are on distinct machines. Credentials
+// (a .creds file, an NKey seed file, or user:password in the URL) and TLS
+// (CA, client certificate) are passed through; passwords never reach the log
+// or an error message. Starting against a cluster with fewer JetStream
+// servers than replicas fails with an error saying so.
+//
+// The stream and its durable consumers are created or updated in Start, so
+// a changed Replicas, MaxAge or MaxBytes takes effect at the next start;
+// consumers that already exist are left as they are (the store writer
+// positions its durable at its acknowledgement floor).
 //
 // Retention: the stream holds the backlog, not history (at 100k readings/s,
 // keeping consumed messages would cost hundreds of GB a day). Every
@@ -31,7 +51,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
@@ -59,12 +79,21 @@ const (
 	// defaultConsumeBatch is the fetch size a consumer is created with.
 	defaultConsumeBatch = 64
 	maxAckPending       = 1 << 16
-	checkpointAckWait   = 5 * time.Minute
 	duplicateWindow     = 2 * time.Minute
 	defaultAckWait      = 30 * time.Second
 	readyTimeout        = 2 * time.Second
 	serverStartWait     = 30 * time.Second
 	maxHandlerBackoff   = 5 * time.Second
+	publishRetryWait    = 100 * time.Millisecond
+	// pullExpiry bounds each pull request. A pull that reaches a clustered
+	// consumer while its leader is being elected, or an ordered consumer
+	// whose server died, is lost; the client notices only after two missed
+	// heartbeats (half the expiry each), so the 30 s default stalls
+	// delivery for half a minute after a fail-over.
+	pullExpiry = 2 * time.Second
+	// publishRetryAttempts covers a leader election (seconds); ctx, or the
+	// client's default 5 s timeout, may end the retries sooner.
+	publishRetryAttempts = 50
 )
 
 // ErrNotStarted is returned by methods called before Start or after Close.
@@ -72,9 +101,11 @@ var ErrNotStarted = errors.New("stream not started")
 
 // Config configures a Stream.
 type Config struct {
-	Dir      string        // embedded store directory (embedded mode only)
-	URLs     []string      // external NATS servers; empty means embedded
-	Replicas int           // stream replicas; 0 means 1 (use 3 for clusters)
+	Dir  string   // embedded store directory (embedded mode only)
+	URLs []string // external NATS servers; empty means embedded
+	// Replicas of the stream; 0 means 1 embedded and 3 with URLs (1 suits
+	// a single external server).
+	Replicas int
 	MaxBytes int64         // stream size limit; 0 means unlimited (disk-bound)
 	MaxAge   time.Duration // 0 means 7 days
 	// AckWait is how long a delivered, unacknowledged message waits before
@@ -86,7 +117,17 @@ type Config struct {
 	// CompactInterval is how often acknowledged messages are purged; 0 means
 	// 5 s.
 	CompactInterval time.Duration
-	Logger          *slog.Logger
+	// Credentials is a NATS .creds file (user JWT and NKey seed) for
+	// external servers; empty means none.
+	Credentials string
+	// NKeySeedFile holds an NKey user seed, for servers configured with
+	// nkey users instead of JWTs; empty means none.
+	NKeySeedFile string
+	// TLS for external servers; the zero value means TLS only if a URL
+	// says tls:// (verified against the system roots). User and password
+	// may also be given in a URL.
+	TLS    TLS
+	Logger *slog.Logger
 	// Registerer receives the stream metrics; nil means no metrics.
 	Registerer prometheus.Registerer
 }
@@ -99,6 +140,7 @@ type Stream struct {
 	publishSeconds prometheus.Histogram
 
 	mu     sync.Mutex
+	floors []func(ctx context.Context) (uint64, error)
 	ns     *server.Server // nil in external mode
 	nc     *nats.Conn
 	js     jetstream.JetStream
@@ -111,6 +153,9 @@ type Stream struct {
 func New(cfg Config) *Stream {
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
+		if len(cfg.URLs) > 0 {
+			cfg.Replicas = defaultClusterReplicas
+		}
 	}
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = defaultMaxAge
@@ -148,8 +193,10 @@ func (s *Stream) Start(ctx context.Context) error {
 		return err
 	}
 	js, err := jetstream.New(nc)
-	if err == nil {
+	if err == nil && ns != nil {
 		err = s.ensureStream(ctx, js)
+	} else if err == nil {
+		err = s.ensureStreamRetrying(ctx, js)
 	}
 	if err != nil {
 		nc.Close()
@@ -188,9 +235,22 @@ func (s *Stream) compactLoop(js jetstream.JetStream) {
 	}
 }
 
-// compact purges every message that all durable consumers acknowledged.
+// AddFloor registers a consumer that keeps its position outside the stream
+// (ConsumeOrdered): floor returns the highest sequence it no longer needs,
+// and compaction keeps everything after it.
+func (s *Stream) AddFloor(floor func(ctx context.Context) (uint64, error)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.floors = append(s.floors, floor)
+}
+
+// compact purges every message that all durable consumers acknowledged and
+// every floor has passed.
 func (s *Stream) compact(ctx context.Context, js jetstream.JetStream) error {
-	if len(s.cfg.Durables) == 0 {
+	s.mu.Lock()
+	floors := slices.Clone(s.floors)
+	s.mu.Unlock()
+	if len(s.cfg.Durables) == 0 && len(floors) == 0 {
 		return nil
 	}
 	floor := uint64(math.MaxUint64)
@@ -200,6 +260,13 @@ func (s *Stream) compact(ctx context.Context, js jetstream.JetStream) error {
 			return fmt.Errorf("consumer %q: %w", d, err)
 		}
 		floor = min(floor, c.CachedInfo().AckFloor.Stream)
+	}
+	for _, f := range floors {
+		seq, err := f(ctx)
+		if err != nil {
+			return fmt.Errorf("consumer floor: %w", err)
+		}
+		floor = min(floor, seq)
 	}
 	if floor == 0 {
 		return nil
@@ -265,25 +332,6 @@ func (s *Stream) startEmbedded() (*server.Server, *nats.Conn, error) {
 	return ns, nc, nil
 }
 
-func (s *Stream) connectExternal() (*nats.Conn, error) {
-	log := s.log
-	nc, err := nats.Connect(strings.Join(s.cfg.URLs, ","),
-		nats.Name("tend"),
-		nats.MaxReconnects(-1), // never give up: the stream is the durability point
-		nats.ReconnectWait(500*time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("disconnected from NATS", "err", err)
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) {
-			log.Info("reconnected to NATS", "server", c.ConnectedUrlRedacted())
-		}),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("stream: connect to NATS: %w", err)
-	}
-	return nc, nil
-}
-
 func (s *Stream) streamConfig() jetstream.StreamConfig {
 	maxBytes := s.cfg.MaxBytes
 	if maxBytes <= 0 {
@@ -323,11 +371,18 @@ func (s *Stream) consumerConfig(durable string) jetstream.ConsumerConfig {
 
 func (s *Stream) ensureStream(ctx context.Context, js jetstream.JetStream) error {
 	if _, err := js.CreateOrUpdateStream(ctx, s.streamConfig()); err != nil {
+		if tooFewServers(err) && len(s.cfg.URLs) == 0 {
+			return fmt.Errorf("stream: embedded NATS is a single server and cannot hold %d replicas (--nats-replicas applies to --nats-url only): %w", s.cfg.Replicas, err)
+		}
+		if tooFewServers(err) {
+			return fmt.Errorf("stream: %s needs %d replicas but the NATS cluster has fewer JetStream servers (set --nats-replicas to at most the number of servers, e.g. 1 for a single server): %w",
+				StreamName, s.cfg.Replicas, err)
+		}
 		return fmt.Errorf("stream: create or update %s: %w", StreamName, err)
 	}
 	for _, d := range s.cfg.Durables {
-		// Created once; ConsumeFrom may have re-created one at a start
-		// position, which an update here would refuse to change.
+		// Created once; the store writer re-creates its durable at a
+		// start position, which an update here would refuse to change.
 		if _, err := js.Consumer(ctx, StreamName, d); err == nil {
 			continue
 		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -362,6 +417,13 @@ func (s *Stream) Publish(ctx context.Context, subject string, data []byte, msgID
 		opts = append(opts, jetstream.WithMsgID(msgID))
 	}
 	opts = append(opts, jetstream.WithExpectStream(StreamName))
+	if len(s.cfg.URLs) > 0 {
+		// "No responders" means no server took the message, which in a
+		// cluster is usually a stream leader election: retrying is safe
+		// (the message ID deduplicates) and rides it out. Embedded, it is
+		// a real error.
+		opts = append(opts, jetstream.WithRetryAttempts(publishRetryAttempts), jetstream.WithRetryWait(publishRetryWait))
+	}
 	if _, err := js.Publish(ctx, subject, data, opts...); err != nil {
 		return fmt.Errorf("stream: publish to %s: %w", subject, err)
 	}
@@ -405,33 +467,33 @@ func (m Msg) Ack() error {
 	return m.m.Ack()
 }
 
-// ConsumeFrom is Consume for a handler that keeps its own position and
-// acknowledges by itself (with Msg.Ack, which acknowledges everything up to
-// that message): a consumer that checkpoints its state every few seconds or more
-// acknowledges then. Delivery starts at stream sequence from: the durable
-// is re-created there, because a durable resumes after what it last
-// delivered, not after what was acknowledged, and a consumer restarting
-// from a checkpoint needs what came after the checkpoint, in order. Its
-// acknowledgement floor (what compaction keeps) starts just below from.
-// Messages delivered again after AckWait carry the same Seq.
-func (s *Stream) ConsumeFrom(ctx context.Context, durable string, from uint64, maxBatch int, handle func(ctx context.Context, msgs []Msg) error) error {
+// ConsumeOrdered hands handle every message from stream sequence from on,
+// in order, through an ephemeral ordered consumer: nothing is acknowledged,
+// the caller keeps its own position (and registers it with AddFloor so
+// compaction waits for it). A lost delivery or a server failure makes the
+// client re-create the consumer after the last message it handed over. It
+// returns nil when ctx ends.
+func (s *Stream) ConsumeOrdered(ctx context.Context, from uint64, maxBatch int, handle func(ctx context.Context, msgs []Msg) error) error {
 	js, err := s.jetStream()
 	if err != nil {
 		return err
 	}
-	if durable == "" {
-		return errors.New("stream: consume needs a durable name")
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if from > 1 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
 	}
-	// Acknowledged only at the consumer's checkpoints: redelivering what it
-	// holds before then would be wasted work.
-	cons, err := s.createAt(ctx, js, durable, from, checkpointAckWait)
+	var cons jetstream.Consumer
+	err = s.retryTransient(ctx, "create ordered consumer", func(ctx context.Context) (err error) {
+		cons, err = js.OrderedConsumer(ctx, StreamName, cfg)
+		return err
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return err
+		return fmt.Errorf("stream: create ordered consumer at %d: %w", from, err)
 	}
-	return s.consume(ctx, cons, durable, from, maxBatch, handle, false)
+	return s.consume(ctx, cons, "ordered", from, maxBatch, handle, false)
 }
 
 // consumeDurable consumes the durable from just after its acknowledgement
@@ -449,16 +511,25 @@ func (s *Stream) consumeDurable(ctx context.Context, durable string, maxBatch in
 		return errors.New("stream: consume needs a durable name")
 	}
 	from := uint64(1)
-	switch c, err := js.Consumer(ctx, StreamName, durable); {
-	case err == nil:
-		from = c.CachedInfo().AckFloor.Stream + 1
-	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+	err = s.retryTransient(ctx, "look up consumer "+durable, func(ctx context.Context) error {
+		c, err := js.Consumer(ctx, StreamName, durable)
+		switch {
+		case err == nil:
+			from = c.CachedInfo().AckFloor.Stream + 1
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			from = 1
+		default:
+			return err
+		}
+		return nil
+	})
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return fmt.Errorf("stream: look up consumer %q: %w", durable, err)
 	}
-	cons, err := s.createAt(ctx, js, durable, from, 0)
+	cons, err := s.createAt(ctx, js, durable, from)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -468,20 +539,31 @@ func (s *Stream) consumeDurable(ctx context.Context, durable string, maxBatch in
 	return s.consume(ctx, cons, durable, from, maxBatch, handle, true)
 }
 
-// createAt (re)creates a durable that delivers from stream sequence from,
-// waiting at least ackWait before redelivering an unacknowledged message.
-func (s *Stream) createAt(ctx context.Context, js jetstream.JetStream, durable string, from uint64, ackWait time.Duration) (jetstream.Consumer, error) {
-	if err := js.DeleteConsumer(ctx, StreamName, durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+// createAt (re)creates a durable that delivers from stream sequence from.
+func (s *Stream) createAt(ctx context.Context, js jetstream.JetStream, durable string, from uint64) (jetstream.Consumer, error) {
+	err := s.retryTransient(ctx, "reset consumer "+durable, func(ctx context.Context) error {
+		if err := js.DeleteConsumer(ctx, StreamName, durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("stream: reset consumer %q: %w", durable, err)
 	}
 	cfg := s.consumerConfig(durable)
-	cfg.AckWait = max(cfg.AckWait, ackWait)
 	if from > 1 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
 	}
-	cons, err := js.CreateConsumer(ctx, StreamName, cfg)
+	var cons jetstream.Consumer
+	err = s.retryTransient(ctx, "create consumer "+durable, func(ctx context.Context) (err error) {
+		cons, err = js.CreateConsumer(ctx, StreamName, cfg)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("stream: create consumer %q at %d: %w", durable, from, err)
+	}
+	if len(s.cfg.URLs) > 0 {
+		awaitConsumerLeader(ctx, cons)
 	}
 	return cons, nil
 }
@@ -500,7 +582,7 @@ func (s *Stream) consume(ctx context.Context, cons jetstream.Consumer, durable s
 		case msgs <- m:
 		case <-ctx.Done():
 		}
-	}, jetstream.PullMaxMessages(2*maxBatch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	}, jetstream.PullMaxMessages(2*maxBatch), jetstream.PullExpiry(pullExpiry), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		s.log.Debug("consume", "durable", durable, "err", err)
 	}))
 	if err != nil {
@@ -651,4 +733,40 @@ func (s *Stream) Close() error {
 		s.ns.WaitForShutdown()
 	}
 	return nil
+}
+
+// JetStream is the connection's JetStream context, for other state kept in
+// the same NATS (the lease bucket).
+func (s *Stream) JetStream() (jetstream.JetStream, error) { return s.jetStream() }
+
+// Replicas is the stream's replica count; other JetStream state uses the
+// same.
+func (s *Stream) Replicas() int { return s.cfg.Replicas }
+
+// Conn is the NATS connection, for core NATS subjects beside the stream.
+func (s *Stream) Conn() (*nats.Conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.nc == nil || s.closed {
+		return nil, ErrNotStarted
+	}
+	return s.nc, nil
+}
+
+// Pending is how many messages the durable has not yet acknowledged
+// (waiting plus delivered and unacknowledged).
+func (s *Stream) Pending(ctx context.Context, durable string) (uint64, error) {
+	js, err := s.jetStream()
+	if err != nil {
+		return 0, err
+	}
+	c, err := js.Consumer(ctx, StreamName, durable)
+	if err != nil {
+		return 0, fmt.Errorf("stream: consumer %q: %w", durable, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("stream: consumer %q: %w", durable, err)
+	}
+	return info.NumPending + uint64(info.NumAckPending), nil
 }

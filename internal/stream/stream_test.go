@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -338,7 +339,12 @@ func TestExternalNATS(t *testing.T) {
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 
-	s := New(Config{Durables: testDurables, URLs: []string{ns.ClientURL()}})
+	// External servers default to 3 replicas: a lone server must say so.
+	if err := New(Config{Durables: testDurables, URLs: []string{ns.ClientURL()}}).Start(context.Background()); err == nil ||
+		!strings.Contains(err.Error(), "--nats-replicas") {
+		t.Fatalf("Start with default replicas on one server: err %v, want one naming --nats-replicas", err)
+	}
+	s := New(Config{Durables: testDurables, URLs: []string{ns.ClientURL()}, Replicas: 1})
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +353,7 @@ func TestExternalNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Starting twice against the same server must be idempotent.
-	s2 := New(Config{Durables: testDurables, URLs: []string{ns.ClientURL()}})
+	s2 := New(Config{Durables: testDurables, URLs: []string{ns.ClientURL()}, Replicas: 1})
 	if err := s2.Start(context.Background()); err != nil {
 		t.Fatalf("second Start (update stream): %v", err)
 	}
