@@ -65,6 +65,8 @@ const (
 	InterstitialGlucose = "99504-3"
 	Steps               = "55423-8"
 	InhaledO2Flow       = "3151-8"
+	BodyFat             = "41982-0"
+	HbA1c               = "4548-4"
 	// NEWS2 total score as the NHS NEWS2 FHIR guidance codes it (SNOMED CT).
 	NEWS2Score = "1104051000000101"
 	// Consciousness on the ACVPU scale as a number: 0 alert, 1 new confusion,
@@ -76,6 +78,13 @@ const (
 	LeadOff     = "lead-off"
 	Fall        = "fall"
 	PanicButton = "panic"
+	// Measurement-condition flags a device reports with a reading (set only,
+	// at the reading's time): they qualify the reading beside them.
+	BodyMovement     = "body-movement"
+	CuffLoose        = "cuff-loose"
+	IrregularPulse   = "irregular-pulse"
+	ImproperPosition = "improper-position"
+	DeviceFault      = "device-fault"
 )
 
 // SystemURI is the code system of c.
@@ -134,6 +143,13 @@ var table = []Code{
 	// Supplemental oxygen: a flow above 0 means "on oxygen" for NEWS2.
 	{LOINC: InhaledO2Flow, Display: "Inhaled oxygen flow rate", Unit: "L/min",
 		Aliases: []string{"o2_flow", "oxygen_flow"}, Min: 0, Max: 70},
+	// Body fat and HbA1c arrive from Bluetooth body composition scales and
+	// glucose meters; no MDC term is claimed for them until verified.
+	{LOINC: BodyFat, Display: "Percentage of body fat Measured", Unit: "%",
+		Aliases: []string{"body_fat", "fat_percent"}, Min: 0, Max: 100},
+	// HbA1c below 2 % or above 25 % has not been reported in a living patient.
+	{LOINC: HbA1c, Display: "Hemoglobin A1c/Hemoglobin.total in Blood", Unit: "%",
+		Aliases: []string{"hba1c", "a1c"}, Min: 2, Max: 25},
 	{LOINC: NEWS2Score, System: SystemSNOMED, Display: "Royal College of Physicians NEWS2 (National Early Warning Score 2) total score", Unit: "{score}",
 		Aliases: []string{"news2"}, Min: 0, Max: 20},
 	{LOINC: ACVPU, System: SystemTend, Display: "Level of consciousness (ACVPU: 0 A, 1 C, 2 V, 3 P, 4 U)", Unit: "{score}",
@@ -148,6 +164,16 @@ var table = []Code{
 		Aliases: []string{"fall_detected"}, Min: 0, Max: 1},
 	{LOINC: PanicButton, System: SystemTend, Display: "Panic button pressed (1)", Unit: "{flag}",
 		Aliases: []string{"panic_button", "sos"}, Min: 0, Max: 1},
+	{LOINC: BodyMovement, System: SystemTend, Display: "Body movement during the measurement (1)", Unit: "{flag}",
+		Aliases: []string{"body_movement"}, Min: 0, Max: 1},
+	{LOINC: CuffLoose, System: SystemTend, Display: "Blood pressure cuff too loose (1)", Unit: "{flag}",
+		Aliases: []string{"cuff_loose"}, Min: 0, Max: 1},
+	{LOINC: IrregularPulse, System: SystemTend, Display: "Irregular pulse detected (1)", Unit: "{flag}",
+		Aliases: []string{"irregular_pulse"}, Min: 0, Max: 1},
+	{LOINC: ImproperPosition, System: SystemTend, Display: "Improper measurement position (1)", Unit: "{flag}",
+		Aliases: []string{"improper_position"}, Min: 0, Max: 1},
+	{LOINC: DeviceFault, System: SystemTend, Display: "Device or sensor fault; the reading beside it was not taken (1)", Unit: "{flag}",
+		Aliases: []string{"device_fault", "sensor_fault"}, Min: 0, Max: 1},
 }
 
 var (

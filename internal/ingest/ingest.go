@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tendhealth/tend/internal/auth"
+	"github.com/tendhealth/tend/internal/gatt"
 	"github.com/tendhealth/tend/internal/reading"
 	"github.com/tendhealth/tend/internal/senml"
 	"github.com/tendhealth/tend/internal/store"
@@ -66,6 +67,9 @@ type Pipeline struct {
 	Limits   senml.Limits
 	Now      func() time.Time
 	Logger   *slog.Logger
+	// Replayers replay dead letters of content types that do not come
+	// through this pipeline (HL7 v2 from MLLP), keyed by content type.
+	Replayers map[string]func(context.Context, Request) (int, error)
 
 	mu       sync.RWMutex
 	bindings map[string][]store.Binding // device → history, oldest first
@@ -135,6 +139,9 @@ func (p *Pipeline) Ingest(ctx context.Context, req Request) (int, error) {
 // Replay runs a payload through the pipeline without dead-lettering a
 // refusal: it is how a kept dead letter is retried.
 func (p *Pipeline) Replay(ctx context.Context, req Request) (int, error) {
+	if replay := p.Replayers[req.ContentType]; replay != nil {
+		return replay(ctx, req)
+	}
 	rs, rej, err := p.normalise(ctx, req)
 	if err != nil {
 		return 0, err
@@ -192,9 +199,9 @@ func (p *Pipeline) normalise(ctx context.Context, req Request) ([]reading.Readin
 		return nil, nil, err
 	}
 	now := p.Now().UTC()
-	ms, err := senml.Decode(ct, req.Payload, now, p.Limits)
-	if err != nil {
-		return nil, &Rejection{Status: http.StatusBadRequest, Reason: err.Error()}, nil
+	ms, rej := p.decode(ct, req, now)
+	if rej != nil {
+		return nil, rej, nil
 	}
 	rs := make([]reading.Reading, 0, len(ms))
 	for _, m := range ms {
@@ -262,18 +269,24 @@ func canonicalContentType(ct string) (string, error) {
 		return "application/senml+json", nil
 	case "application/senml+cbor", "application/cbor":
 		return "application/senml+cbor", nil
+	case gatt.ContentType:
+		return gatt.ContentType, nil
 	}
-	return "", fmt.Errorf("content type %q is not supported; send application/senml+json or application/senml+cbor", mt)
+	return "", fmt.Errorf("content type %q is not supported; send application/senml+json, application/senml+cbor or %s", mt, gatt.ContentType)
 }
 
 // sniffContentType tells SenML JSON (an array or object, maybe after
-// whitespace) from SenML CBOR (a CBOR array: major type 4).
+// whitespace) from SenML CBOR (a CBOR array: major type 4), and a GATT
+// gateway envelope (JSON with "uuid") from SenML JSON.
 func sniffContentType(b []byte) string {
 	for _, c := range b {
 		switch c {
 		case ' ', '\t', '\r', '\n':
 			continue
 		case '[', '{':
+			if gatt.Sniff(b) {
+				return gatt.ContentType
+			}
 			return "application/senml+json"
 		}
 		break
