@@ -70,10 +70,14 @@ func New(cfg Config) *Handler {
 	m.Handle("POST /api/v1/auth/token", h.serve(h.login))
 	h.alarmRoutes()
 	if cfg.FHIR != nil {
-		m.Handle("/fhir/", h.withRole(func(w http.ResponseWriter, r *http.Request) error {
+		fhirHandler := h.withRole(func(w http.ResponseWriter, r *http.Request) error {
 			cfg.FHIR.ServeHTTP(w, r)
 			return nil
-		}, store.RoleAdmin, store.RoleIntegration))
+		}, store.RoleAdmin, store.RoleIntegration)
+		m.Handle("/fhir/", fhirHandler)
+		// The base itself takes batch and transaction Bundles; without this
+		// the mux would redirect a POST to /fhir/ and lose its body.
+		m.Handle("/fhir", fhirHandler)
 	}
 	m.Handle("/", h.serve(func(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusNotFound, Detail: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)}

@@ -6,8 +6,6 @@ import (
 	"maps"
 	"net/http"
 	"strconv"
-
-	"github.com/tendhealth/tend/internal/store"
 )
 
 // Bundle is a searchset Bundle.
@@ -27,9 +25,11 @@ type BundleLink struct {
 
 // BundleEntry is one search result or the outcome of the search.
 type BundleEntry struct {
-	FullURL  string          `json:"fullUrl,omitempty"`
-	Resource json.RawMessage `json:"resource"`
-	Search   *EntrySearch    `json:"search,omitempty"`
+	FullURL string `json:"fullUrl,omitempty"`
+	// Resource is a typed resource or its JSON (json.RawMessage); typed
+	// values are encoded once, with the Bundle, rather than twice.
+	Resource any          `json:"resource"`
+	Search   *EntrySearch `json:"search,omitempty"`
 }
 
 // EntrySearch says why an entry is in a searchset.
@@ -49,10 +49,12 @@ func baseURL(r *http.Request) string {
 }
 
 // searchset builds a Bundle with paging links for a page at offset of
-// count entries out of total.
+// count entries out of total. A search that pages by cursor gets a next
+// link carrying nextCursor (the last id of this page; "" on the last page)
+// and no previous link.
 // Ignored parameters are left out of the links, which show the search as
 // it was actually performed.
-func searchset(r *http.Request, total int, p ResultParams) Bundle {
+func searchset(r *http.Request, total int, p ResultParams, nextCursor string) Bundle {
 	b := Bundle{ResourceType: "Bundle", Type: "searchset", Total: total}
 	used := r.URL.Query()
 	for _, name := range p.Ignored {
@@ -64,9 +66,36 @@ func searchset(r *http.Request, total int, p ResultParams) Bundle {
 		q.Set("_offset", strconv.Itoa(off))
 		return baseURL(r) + r.URL.Path + "?" + q.Encode()
 	}
-	if p.CountOnly {
+	self := func() string {
+		q := maps.Clone(used)
+		q.Set("_count", strconv.Itoa(p.Count))
+		return baseURL(r) + r.URL.Path + "?" + q.Encode()
+	}
+	cursor := func(c string) string {
+		q := maps.Clone(used)
+		q.Del("_offset")
+		q.Set("_count", strconv.Itoa(p.Count))
+		q.Set("_cursor", c)
+		return baseURL(r) + r.URL.Path + "?" + q.Encode()
+	}
+	switch {
+	case p.CountOnly:
 		b.Link = []BundleLink{{Relation: "self", URL: baseURL(r) + r.URL.Path + "?" + used.Encode()}}
-	} else {
+	case p.keyset && (p.Cursor != "" || p.Offset == 0):
+		b.Link = []BundleLink{{Relation: "self", URL: self()}}
+		if nextCursor != "" {
+			b.Link = append(b.Link, BundleLink{Relation: "next", URL: cursor(nextCursor)})
+		}
+	case p.keyset:
+		// An explicit _offset: the next page continues by cursor.
+		b.Link = []BundleLink{{Relation: "self", URL: page(p.Offset)}}
+		if nextCursor != "" {
+			b.Link = append(b.Link, BundleLink{Relation: "next", URL: cursor(nextCursor)})
+		}
+		if p.Count > 0 {
+			b.Link = append(b.Link, BundleLink{Relation: "previous", URL: page(max(0, p.Offset-p.Count))})
+		}
+	default:
 		b.Link = []BundleLink{{Relation: "self", URL: page(p.Offset)}}
 		if p.Count > 0 && p.Offset+p.Count < total {
 			b.Link = append(b.Link, BundleLink{Relation: "next", URL: page(p.Offset + p.Count)})
@@ -81,42 +110,16 @@ func searchset(r *http.Request, total int, p ResultParams) Bundle {
 			oo.Issue = append(oo.Issue, Issue{Severity: "warning", Code: "not-supported", Diagnostics: w})
 		}
 		raw, _ := json.Marshal(oo)
-		b.Entry = append(b.Entry, BundleEntry{Resource: raw, Search: &EntrySearch{Mode: "outcome"}})
+		b.Entry = append(b.Entry, BundleEntry{Resource: json.RawMessage(raw), Search: &EntrySearch{Mode: "outcome"}})
 	}
 	return b
 }
 
-func (b *Bundle) addMatch(fullURL string, resource []byte) {
-	b.Entry = append(b.Entry, BundleEntry{FullURL: fullURL, Resource: json.RawMessage(resource), Search: &EntrySearch{Mode: "match"}})
-}
-
-func (h *handler) searchObservations(w http.ResponseWriter, r *http.Request) error {
-	s, err := ParseObservationSearch(r.URL.Query(), strictHandling(r))
-	if err != nil {
-		return err
+func (b *Bundle) addMatch(fullURL string, resource any) {
+	if raw, ok := resource.([]byte); ok {
+		resource = json.RawMessage(raw)
 	}
-	var samples []store.Sample
-	total := 0
-	if !s.NoMatch {
-		if total, err = h.store.CountSamples(r.Context(), s.Query()); err != nil {
-			return fmt.Errorf("count observations: %w", err)
-		}
-		if !s.CountOnly && s.Offset < total {
-			if samples, err = h.store.Samples(r.Context(), s.Query()); err != nil {
-				return fmt.Errorf("search observations: %w", err)
-			}
-		}
-	}
-	b := searchset(r, total, s.ResultParams)
-	for _, sm := range samples {
-		raw, err := json.Marshal(RenderObservation(sm))
-		if err != nil {
-			return fmt.Errorf("render observation: %w", err)
-		}
-		b.addMatch(baseURL(r)+"/fhir/Observation/"+sm.ID, raw)
-	}
-	writeJSON(w, http.StatusOK, b)
-	return nil
+	b.Entry = append(b.Entry, BundleEntry{FullURL: fullURL, Resource: resource, Search: &EntrySearch{Mode: "match"}})
 }
 
 func (h *handler) readObservation(w http.ResponseWriter, r *http.Request) error {
@@ -146,7 +149,7 @@ func (h *handler) searchPatients(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("search patients: %w", err)
 	}
-	b := searchset(r, total, s.ResultParams)
+	b := searchset(r, total, s.ResultParams, "")
 	if !s.CountOnly {
 		for _, p := range patients {
 			raw, err := renderStored("Patient", p.ID, p.Resource, p.Version, p.Updated)

@@ -28,19 +28,33 @@ type capImplementation struct {
 }
 
 type capRest struct {
-	Mode     string        `json:"mode"`
-	Resource []capResource `json:"resource"`
+	Mode          string           `json:"mode"`
+	Documentation string           `json:"documentation,omitempty"`
+	Resource      []capResource    `json:"resource"`
+	Interaction   []capInteraction `json:"interaction,omitempty"`
 }
 
 type capResource struct {
-	Type             string           `json:"type"`
-	Profile          string           `json:"profile,omitempty"`
-	SupportedProfile []string         `json:"supportedProfile,omitempty"`
-	Interaction      []capInteraction `json:"interaction"`
-	Versioning       string           `json:"versioning"`
-	ReadHistory      bool             `json:"readHistory"`
-	UpdateCreate     bool             `json:"updateCreate"`
-	SearchParam      []capSearchParam `json:"searchParam,omitempty"`
+	Type              string           `json:"type"`
+	Profile           string           `json:"profile,omitempty"`
+	SupportedProfile  []string         `json:"supportedProfile,omitempty"`
+	Documentation     string           `json:"documentation,omitempty"`
+	Interaction       []capInteraction `json:"interaction"`
+	Versioning        string           `json:"versioning"`
+	ReadHistory       bool             `json:"readHistory"`
+	UpdateCreate      bool             `json:"updateCreate"`
+	ConditionalCreate bool             `json:"conditionalCreate,omitempty"`
+	ConditionalUpdate bool             `json:"conditionalUpdate"`
+	ConditionalDelete string           `json:"conditionalDelete,omitempty"`
+	SearchInclude     []string         `json:"searchInclude,omitempty"`
+	SearchParam       []capSearchParam `json:"searchParam,omitempty"`
+	Operation         []capOperation   `json:"operation,omitempty"`
+}
+
+type capOperation struct {
+	Name          string `json:"name"`
+	Definition    string `json:"definition"`
+	Documentation string `json:"documentation,omitempty"`
 }
 
 type capInteraction struct {
@@ -72,6 +86,8 @@ func capability() capabilityStatement {
 		{Name: "_offset", Type: "number", Documentation: "number of matches to skip"},
 		{Name: "_summary", Type: "token", Documentation: "count returns only the total"},
 	}
+	handling := "Unknown parameters are ignored and reported in an outcome entry (Prefer: handling=lenient, the default) " +
+		"or refused with 400 (Prefer: handling=strict); known parameters with values the server cannot honour are always refused."
 	return capabilityStatement{
 		ResourceType:   "CapabilityStatement",
 		Status:         "active",
@@ -83,40 +99,64 @@ func capability() capabilityStatement {
 		Format:         []string{"json", contentTypeFHIR},
 		Rest: []capRest{{
 			Mode: "server",
+			Documentation: "JSON only (application/fhir+json); XML is refused with 415. Writes honour Prefer: return=minimal|representation|OperationOutcome. " +
+				"Invalid resources are refused with 400 (malformed) or 422 (breaks the profile) and an OperationOutcome whose expression names the element; " +
+				"refused Observation and Bundle payloads are kept in the dead-letter store. " + handling,
+			Interaction: interactions("batch", "transaction"),
 			Resource: []capResource{
 				{
-					Type:         "Patient",
-					Interaction:  interactions("read", "vread", "update", "create", "search-type"),
-					Versioning:   "versioned",
-					ReadHistory:  false,
-					UpdateCreate: false,
+					Type:          "Patient",
+					Documentation: "update honours If-Match (weak ETag of the version)",
+					Interaction:   interactions("read", "vread", "update", "create", "search-type"),
+					Versioning:    "versioned",
+					ReadHistory:   false,
+					UpdateCreate:  false,
 					SearchParam: append([]capSearchParam{
 						{Name: "identifier", Type: "token", Documentation: "[system|]value; one value"},
 					}, paging...),
+					Operation: []capOperation{{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+						Documentation: "bounded: the Patient, one page of its Observations (newest first, _count per page, next link by _cursor) and the Devices they name; no start, end, _since or _type"}},
 				},
 				{
-					Type:         "Device",
-					Interaction:  interactions("read", "vread", "update", "create"),
-					Versioning:   "versioned",
-					ReadHistory:  false,
-					UpdateCreate: false,
+					Type:          "Device",
+					Documentation: "update honours If-Match (weak ETag of the version); Device.patient binds the device to a patient from now on",
+					Interaction:   interactions("read", "vread", "update", "create"),
+					Versioning:    "versioned",
+					ReadHistory:   false,
+					UpdateCreate:  false,
 				},
 				{
 					Type:             "Observation",
 					Profile:          profileBase + "vitalsigns",
 					SupportedProfile: vital,
-					Interaction:      interactions("read", "search-type"),
-					Versioning:       "no-version",
-					ReadHistory:      false,
-					UpdateCreate:     false,
+					Documentation: "create (POST, also as batch or transaction Bundle entries) is an ingest path: 201 only once the reading is durable, " +
+						"and a reading with the subject, device, code and effective time of a stored one is answered 200 with the stored one. " +
+						"Accepted: status final, amended or corrected; category vital-signs; a LOINC or MDC code of a known vital sign; " +
+						"subject Patient/{id} and optional device Device/{id} that exist, the device not bound to another patient at the effective time; effectiveDateTime, effectiveInstant or effectivePeriod.start with a zone; " +
+						"valueQuantity in a UCUM unit convertible to the code's unit, within the physiological range; blood pressure (85354-9) as components. " +
+						"dataAbsentReason is recognised but such readings are not stored (422). Stored readings are rendered as final; other elements are not kept.",
+					Interaction:       interactions("read", "create", "search-type"),
+					Versioning:        "no-version",
+					ReadHistory:       false,
+					UpdateCreate:      false,
+					ConditionalCreate: true,
+					SearchInclude:     []string{"Observation:device"},
 					SearchParam: append([]capSearchParam{
-						{Name: "patient", Type: "reference", Documentation: "required (or subject=Patient/{id}); one patient"},
+						{Name: "patient", Type: "reference", Documentation: "required unless _id is given (or subject=Patient/{id}); one patient"},
 						{Name: "subject", Type: "reference", Documentation: "Patient/{id}"},
+						{Name: "_id", Type: "token", Documentation: "comma-separated observation ids, at most 100"},
+						{Name: "identifier", Type: "token", Documentation: "readings keep no business identifiers, so this matches nothing"},
 						{Name: "code", Type: "token", Documentation: "http://loinc.org|code (system optional) or urn:iso:std:iso:11073:10101|MDC numeric code; comma means OR"},
 						{Name: "category", Type: "token", Documentation: "vital-signs"},
-						{Name: "date", Type: "date", Documentation: "prefixes eq, gt, ge, lt, le, sa, eb; values without a zone are UTC"},
+						{Name: "status", Type: "token", Documentation: "final matches every stored reading; other statuses match nothing"},
+						{Name: "device", Type: "reference", Documentation: "Device/{id} or {id}; comma means OR"},
+						{Name: "date", Type: "date", Documentation: "prefixes eq, ne, gt, ge, lt, le, sa, eb, ap (a tenth of the distance from now either side); values without a zone are UTC"},
 						{Name: "_sort", Type: "token", Documentation: "date (oldest first) or -date (newest first, the default)"},
+						{Name: "_elements", Type: "string", Documentation: "top-level elements to return; mandatory ones are always returned and the result is tagged SUBSETTED"},
+						{Name: "_cursor", Type: "string", Documentation: "set by next links: paging by the last result seen, which stays correct while readings arrive"},
 					}, paging...),
+					Operation: []capOperation{{Name: "lastn", Definition: "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
+						Documentation: "patient required; max (default 1, at most 100) newest per code; takes the search parameters above except _id, _cursor and _offset"}},
 				},
 			},
 		}},

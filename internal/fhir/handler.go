@@ -1,6 +1,8 @@
 // Package fhir serves Tend's FHIR R4 REST endpoints: Patient and Device
 // (create, read, update; Patient search by identifier), Observation read and
-// search over stored readings rendered per the R4 vital-signs profile, and
+// search over stored readings rendered per the R4 vital-signs profile,
+// Observation create and batch/transaction Bundles as an ingest path (the
+// same group commit as device ingest), $lastn and Patient $everything, and
 // the CapabilityStatement. Authentication happens before these handlers.
 //
 // Ids are assigned by the server on POST; PUT updates an existing resource
@@ -40,6 +42,12 @@ type Config struct {
 	OnDeviceChanged func(id string)
 	// NewID returns a fresh resource id; default 16 random hex digits.
 	NewID func() string
+	// Commit makes Observations posted over FHIR durable; nil refuses
+	// them with 501.
+	Commit Committer
+	// VisibleWait bounds how long a create waits for its durable readings
+	// to become readable so the answer can carry their ids; default 5 s.
+	VisibleWait time.Duration
 }
 
 type handler struct {
@@ -49,11 +57,18 @@ type handler struct {
 	onDevice func(string)
 	newID    func() string
 	mux      *http.ServeMux
+
+	committer   Committer
+	visibleWait time.Duration
 }
 
 // NewHandler returns the FHIR API, to be mounted at /fhir/.
 func NewHandler(cfg Config) http.Handler {
-	h := &handler{store: cfg.Store, now: cfg.Now, log: cfg.Logger, onDevice: cfg.OnDeviceChanged, newID: cfg.NewID, mux: http.NewServeMux()}
+	h := &handler{store: cfg.Store, now: cfg.Now, log: cfg.Logger, onDevice: cfg.OnDeviceChanged, newID: cfg.NewID, mux: http.NewServeMux(),
+		committer: cfg.Commit, visibleWait: cfg.VisibleWait}
+	if h.visibleWait <= 0 {
+		h.visibleWait = defaultVisibleWait
+	}
 	if h.now == nil {
 		h.now = time.Now
 	}
@@ -72,8 +87,13 @@ func NewHandler(cfg Config) http.Handler {
 	h.route("/fhir/Device", map[string]handlerFunc{http.MethodPost: h.createDevice})
 	h.route("/fhir/Device/{id}", map[string]handlerFunc{http.MethodGet: h.readDevice, http.MethodPut: h.updateDevice})
 	h.route("/fhir/Device/{id}/_history/{vid}", map[string]handlerFunc{http.MethodGet: h.readDevice})
-	h.route("/fhir/Observation", map[string]handlerFunc{http.MethodGet: h.searchObservations})
+	h.route("/fhir/Observation", map[string]handlerFunc{http.MethodGet: h.searchObservations, http.MethodPost: h.createObservation})
+	// The server base takes batch and transaction Bundles.
+	h.route("/fhir", map[string]handlerFunc{http.MethodPost: h.postBundle})
+	h.route("/fhir/{$}", map[string]handlerFunc{http.MethodPost: h.postBundle})
 	h.route("/fhir/Observation/{id}", map[string]handlerFunc{http.MethodGet: h.readObservation})
+	h.route("/fhir/Observation/$lastn", map[string]handlerFunc{http.MethodGet: h.lastn})
+	h.route("/fhir/Patient/{id}/$everything", map[string]handlerFunc{http.MethodGet: h.everything})
 	h.mux.HandleFunc("/fhir/", func(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, errorf(http.StatusNotFound, "not-supported", "no such FHIR endpoint"))
 	})
@@ -113,16 +133,17 @@ func randomID() string {
 }
 
 // readBody enforces the media type and size limit and returns the body.
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// XML (or anything else) is refused with 415: only JSON is implemented.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || (mt != contentTypeFHIR && mt != "application/json") {
 		return nil, errorf(http.StatusUnsupportedMediaType, "not-supported", "Content-Type must be application/fhir+json or application/json")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, errorf(http.StatusRequestEntityTooLarge, "too-costly", "request body exceeds %d bytes", maxBody)
+			return nil, errorf(http.StatusRequestEntityTooLarge, "too-costly", "request body exceeds %d bytes", limit)
 		}
 		return nil, &Error{Status: http.StatusBadRequest, Code: "structure", Msg: "could not read request body", Err: err}
 	}
@@ -179,7 +200,9 @@ func checkIfMatch(r *http.Request, version int) error {
 	return nil
 }
 
-func writeResource(w http.ResponseWriter, status int, resourceType, id string, version int, updated time.Time, body []byte) {
+// writeResource writes a versioned resource with its ETag; Prefer:
+// return=minimal leaves the body out.
+func writeResource(w http.ResponseWriter, r *http.Request, status int, resourceType, id string, version int, updated time.Time, body []byte) {
 	w.Header().Set("Content-Type", contentTypeFHIR)
 	w.Header().Set("ETag", fmt.Sprintf(`W/"%d"`, version))
 	w.Header().Set("Last-Modified", updated.UTC().Format(http.TimeFormat))
@@ -187,13 +210,15 @@ func writeResource(w http.ResponseWriter, status int, resourceType, id string, v
 		w.Header().Set("Location", fmt.Sprintf("/fhir/%s/%s/_history/%d", resourceType, id, version))
 	}
 	w.WriteHeader(status)
-	w.Write(append(body, '\n'))
+	if preferReturn(r) != "minimal" {
+		w.Write(append(body, '\n'))
+	}
 }
 
 // --- Patient ---
 
 func (h *handler) createPatient(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(w, r)
+	body, err := readBody(w, r, maxBody)
 	if err != nil {
 		return err
 	}
@@ -210,7 +235,7 @@ func (h *handler) createPatient(w http.ResponseWriter, r *http.Request) error {
 	if err := h.store.CreatePatient(r.Context(), &p); err != nil {
 		return fmt.Errorf("create patient: %w", err)
 	}
-	return h.respondPatient(w, http.StatusCreated, p)
+	return h.respondPatient(w, r, http.StatusCreated, p)
 }
 
 func (h *handler) updatePatient(w http.ResponseWriter, r *http.Request) error {
@@ -218,7 +243,7 @@ func (h *handler) updatePatient(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	body, err := readBody(w, r)
+	body, err := readBody(w, r, maxBody)
 	if err != nil {
 		return err
 	}
@@ -244,7 +269,7 @@ func (h *handler) updatePatient(w http.ResponseWriter, r *http.Request) error {
 	if err := h.store.UpdatePatient(r.Context(), &p); err != nil {
 		return fmt.Errorf("update patient: %w", err)
 	}
-	return h.respondPatient(w, http.StatusOK, p)
+	return h.respondPatient(w, r, http.StatusOK, p)
 }
 
 func (h *handler) readPatient(w http.ResponseWriter, r *http.Request) error {
@@ -259,15 +284,15 @@ func (h *handler) readPatient(w http.ResponseWriter, r *http.Request) error {
 	if err := checkVersion(r, "Patient", p.Version); err != nil {
 		return err
 	}
-	return h.respondPatient(w, http.StatusOK, p)
+	return h.respondPatient(w, r, http.StatusOK, p)
 }
 
-func (h *handler) respondPatient(w http.ResponseWriter, status int, p store.Patient) error {
+func (h *handler) respondPatient(w http.ResponseWriter, r *http.Request, status int, p store.Patient) error {
 	body, err := renderStored("Patient", p.ID, p.Resource, p.Version, p.Updated)
 	if err != nil {
 		return err
 	}
-	writeResource(w, status, "Patient", p.ID, p.Version, p.Updated, body)
+	writeResource(w, r, status, "Patient", p.ID, p.Version, p.Updated, body)
 	return nil
 }
 
@@ -285,7 +310,7 @@ func checkBodyID(obj object, id string) error {
 // --- Device ---
 
 func (h *handler) createDevice(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(w, r)
+	body, err := readBody(w, r, maxBody)
 	if err != nil {
 		return err
 	}
@@ -299,7 +324,7 @@ func (h *handler) createDevice(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("create device: %w", err)
 	}
 	h.deviceChanged(d.ID)
-	return h.respondDevice(w, http.StatusCreated, d)
+	return h.respondDevice(w, r, http.StatusCreated, d)
 }
 
 func (h *handler) updateDevice(w http.ResponseWriter, r *http.Request) error {
@@ -307,7 +332,7 @@ func (h *handler) updateDevice(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	body, err := readBody(w, r)
+	body, err := readBody(w, r, maxBody)
 	if err != nil {
 		return err
 	}
@@ -331,7 +356,7 @@ func (h *handler) updateDevice(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("update device: %w", err)
 	}
 	h.deviceChanged(id)
-	return h.respondDevice(w, http.StatusOK, d)
+	return h.respondDevice(w, r, http.StatusOK, d)
 }
 
 func (h *handler) deviceChanged(id string) {
@@ -376,14 +401,14 @@ func (h *handler) readDevice(w http.ResponseWriter, r *http.Request) error {
 	if err := checkVersion(r, "Device", d.Version); err != nil {
 		return err
 	}
-	return h.respondDevice(w, http.StatusOK, d)
+	return h.respondDevice(w, r, http.StatusOK, d)
 }
 
-func (h *handler) respondDevice(w http.ResponseWriter, status int, d store.Device) error {
+func (h *handler) respondDevice(w http.ResponseWriter, r *http.Request, status int, d store.Device) error {
 	body, err := renderStored("Device", d.ID, d.Resource, d.Version, d.Updated)
 	if err != nil {
 		return err
 	}
-	writeResource(w, status, "Device", d.ID, d.Version, d.Updated, body)
+	writeResource(w, r, status, "Device", d.ID, d.Version, d.Updated, body)
 	return nil
 }

@@ -36,6 +36,7 @@ type fixture struct {
 	t       *testing.T
 	store   store.Store
 	srv     *httptest.Server
+	commit  *storeCommitter
 	mu      sync.Mutex
 	changed []string
 }
@@ -43,11 +44,14 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{t: t, store: newStore(t)}
+	f.commit = &storeCommitter{store: f.store}
 	n := 0
 	h := NewHandler(Config{
-		Store:  f.store,
-		Now:    func() time.Time { return fixedNow },
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Store:       f.store,
+		Commit:      f.commit,
+		VisibleWait: 100 * time.Millisecond,
+		Now:         func() time.Time { return fixedNow },
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		NewID: func() string {
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -60,7 +64,9 @@ func newFixture(t *testing.T) *fixture {
 			f.changed = append(f.changed, id)
 		},
 	})
-	f.srv = httptest.NewServer(h)
+	// Every response of every handler test is validated against the
+	// official R4 schema when it is available.
+	f.srv = httptest.NewServer(schemaChecking(t, h, nil))
 	t.Cleanup(f.srv.Close)
 	return f
 }

@@ -17,6 +17,9 @@ type Error struct {
 	Code   string // FHIR issue type (invalid, not-found, not-supported, ...)
 	Msg    string // user-facing; never contains secrets or PHI
 	Err    error  // internal cause; may be nil
+	// Expression points at the offending element (FHIRPath), e.g.
+	// Bundle.entry[2].resource.code; empty when the error is not about one.
+	Expression string
 }
 
 func (e *Error) Error() string {
@@ -44,9 +47,10 @@ type OperationOutcome struct {
 
 // Issue is one OperationOutcome.issue.
 type Issue struct {
-	Severity    string `json:"severity"`
-	Code        string `json:"code"`
-	Diagnostics string `json:"diagnostics,omitempty"`
+	Severity    string   `json:"severity"`
+	Code        string   `json:"code"`
+	Diagnostics string   `json:"diagnostics,omitempty"`
+	Expression  []string `json:"expression,omitempty"`
 }
 
 func outcome(severity, code, msg string) OperationOutcome {
@@ -64,7 +68,11 @@ func outcomeFor(err error) (int, OperationOutcome, bool) {
 		if fe.Status >= 500 {
 			sev = "fatal"
 		}
-		return fe.Status, outcome(sev, fe.Code, fe.Msg), fe.Status >= 500
+		oo := outcome(sev, fe.Code, fe.Msg)
+		if fe.Expression != "" {
+			oo.Issue[0].Expression = []string{fe.Expression}
+		}
+		return fe.Status, oo, fe.Status >= 500
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, outcome("error", "not-found", "resource not found"), false
 	case errors.Is(err, store.ErrConflict):

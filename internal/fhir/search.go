@@ -36,7 +36,17 @@ type ObservationSearch struct {
 	Codes   []string  // LOINC codes; empty means every code (unless NoMatch)
 	From    time.Time // inclusive; zero means unbounded
 	To      time.Time // exclusive; zero means unbounded
+	// Excluded are the windows date=ne takes out of [From, To).
+	Excluded []Window
+	// IDs (_id) fetches these observations only; Patient is then optional.
+	IDs     []string
+	Devices []string // device ids; empty means any device
 	Oldest  bool
+	// IncludeDevices is _include=Observation:device.
+	IncludeDevices bool
+	// Elements (_elements) lists the top-level elements to return; the
+	// mandatory ones are always returned.
+	Elements []string
 	// NoMatch is set when the criteria can match nothing (an unknown code
 	// system, disjoint date ranges, another category); the store is not
 	// asked, because an empty Codes list there means "every code".
@@ -50,6 +60,11 @@ type ResultParams struct {
 	Offset int
 	// CountOnly is _summary=count (or _count=0): the total and no entries.
 	CountOnly bool
+	// Cursor (_cursor) is the id of the last result of the previous page.
+	// Searches that page by cursor stay correct while data arrives; their
+	// next links carry one instead of _offset.
+	Cursor string
+	keyset bool
 	// Warnings explain, and Ignored names, the parameters that were
 	// ignored under lenient handling.
 	Warnings []string
@@ -75,6 +90,17 @@ func (p *ResultParams) parse(name string, vs []string, strict bool) error {
 			return err
 		}
 		p.Offset = n
+	case "_cursor":
+		if !p.keyset {
+			return p.unknown(name, strict)
+		}
+		if len(vs) != 1 {
+			return invalid("_cursor may be given once")
+		}
+		if _, _, err := store.ParseObservationID(vs[0]); err != nil {
+			return invalid("_cursor is not valid; follow the Bundle's next link")
+		}
+		p.Cursor = vs[0]
 	case "_summary":
 		for _, v := range vs {
 			switch v {
@@ -88,12 +114,20 @@ func (p *ResultParams) parse(name string, vs []string, strict bool) error {
 	case "_format":
 		return checkFormat(vs)
 	default:
-		if strict {
-			return errorf(http.StatusBadRequest, "not-supported", "unknown search parameter %q", clip(name))
-		}
-		p.Warnings = append(p.Warnings, "search parameter "+strconv.Quote(clip(name))+" is not supported and was ignored")
-		p.Ignored = append(p.Ignored, name)
+		return p.unknown(name, strict)
 	}
+	return nil
+}
+
+// unknown handles a parameter this server does not know: an error under
+// handling=strict, else a warning in the Bundle and the parameter left out
+// of its links.
+func (p *ResultParams) unknown(name string, strict bool) error {
+	if strict {
+		return errorf(http.StatusBadRequest, "not-supported", "unknown search parameter %q", clip(name))
+	}
+	p.Warnings = append(p.Warnings, "search parameter "+strconv.Quote(clip(name))+" is not supported and was ignored")
+	p.Ignored = append(p.Ignored, name)
 	return nil
 }
 
@@ -108,10 +142,55 @@ func sortedNames(values url.Values) []string {
 	return names
 }
 
-// Query is the store query for s.
+// Query is the store query for s over its whole window [From, To); see
+// Windows for the parts date=ne leaves.
 func (s ObservationSearch) Query() store.Query {
-	return store.Query{Patient: s.Patient, Codes: s.Codes, From: s.From, To: s.To,
-		Limit: s.Count, Offset: s.Offset, Oldest: s.Oldest}
+	return store.Query{Patient: s.Patient, Codes: s.Codes, From: s.From, To: s.To, Devices: s.Devices,
+		Limit: s.Count, Offset: s.Offset, Oldest: s.Oldest, After: s.Cursor}
+}
+
+// Window is a half-open time range [From, To); a zero bound is unbounded.
+type Window struct {
+	From, To time.Time
+}
+
+// contains reports whether t lies in w.
+func (w Window) contains(t time.Time) bool {
+	return (w.From.IsZero() || !t.Before(w.From)) && (w.To.IsZero() || t.Before(w.To))
+}
+
+// Windows returns the disjoint windows left of [From, To) once the
+// excluded ones are taken out, in the order results are returned (newest
+// first unless Oldest).
+func (s ObservationSearch) Windows() []Window {
+	ws := []Window{{s.From, s.To}}
+	for _, ex := range s.Excluded {
+		var next []Window
+		for _, w := range ws {
+			// The part before ex, then the part after it.
+			if !ex.From.IsZero() && (w.From.IsZero() || w.From.Before(ex.From)) {
+				to := ex.From
+				if !w.To.IsZero() && w.To.Before(to) {
+					to = w.To
+				}
+				next = append(next, Window{w.From, to})
+			}
+			if !ex.To.IsZero() && (w.To.IsZero() || ex.To.Before(w.To)) {
+				from := ex.To
+				if !w.From.IsZero() && w.From.After(from) {
+					from = w.From
+				}
+				next = append(next, Window{from, w.To})
+			}
+		}
+		ws = next
+	}
+	if !s.Oldest {
+		for i, j := 0, len(ws)-1; i < j; i, j = i+1, j-1 {
+			ws[i], ws[j] = ws[j], ws[i]
+		}
+	}
+	return ws
 }
 
 // ParseObservationSearch parses the query parameters of
@@ -119,9 +198,11 @@ func (s ObservationSearch) Query() store.Query {
 // rejected when strict (Prefer: handling=strict). Known parameters with
 // values this server cannot honour are always rejected: silently widening a
 // clinical query is worse than failing it.
-func ParseObservationSearch(values url.Values, strict bool) (ObservationSearch, error) {
-	s := ObservationSearch{ResultParams: ResultParams{Count: DefaultCount}}
-	var codeSets [][]string
+//
+// now anchors the ap (approximately) date prefix.
+func ParseObservationSearch(values url.Values, strict bool, now time.Time) (ObservationSearch, error) {
+	s := ObservationSearch{ResultParams: ResultParams{Count: DefaultCount, keyset: true}}
+	var codeSets, deviceSets [][]string
 	for _, name := range sortedNames(values) {
 		vs := values[name]
 		switch name {
@@ -150,9 +231,64 @@ func ParseObservationSearch(values url.Values, strict bool) (ObservationSearch, 
 					s.NoMatch = true
 				}
 			}
+		case "status":
+			// Every stored reading is a final result.
+			for _, v := range vs {
+				if !tokenListHas(v, "http://hl7.org/fhir/observation-status", "final") {
+					s.NoMatch = true
+				}
+			}
+		case "identifier":
+			// Readings keep no business identifiers, so none matches.
+			s.NoMatch = true
+		case "_id":
+			if len(vs) != 1 {
+				return ObservationSearch{}, invalid("_id may be given once (a comma-separated list)")
+			}
+			for _, id := range strings.Split(vs[0], ",") {
+				if !validID(id) {
+					return ObservationSearch{}, invalid("_id must list observation ids")
+				}
+				s.IDs = append(s.IDs, id)
+			}
+			if len(s.IDs) > maxCodes {
+				return ObservationSearch{}, errorf(http.StatusBadRequest, "too-costly", "at most %d ids may be searched at once", maxCodes)
+			}
+		case "device":
+			for _, v := range vs {
+				set, err := parseRefList(name, "Device", v)
+				if err != nil {
+					return ObservationSearch{}, err
+				}
+				deviceSets = append(deviceSets, set)
+			}
+		case "_include":
+			for _, v := range vs {
+				if v != "Observation:device" {
+					return ObservationSearch{}, errorf(http.StatusBadRequest, "not-supported", "_include supports only Observation:device")
+				}
+				s.IncludeDevices = true
+			}
+		case "_elements":
+			for _, v := range vs {
+				for _, e := range strings.Split(v, ",") {
+					if !elementPattern.MatchString(e) {
+						return ObservationSearch{}, invalid("_elements must list element names")
+					}
+					s.Elements = append(s.Elements, e)
+				}
+			}
 		case "date":
 			for _, v := range vs {
-				from, to, err := parseDateParam(v)
+				if rest, ok := strings.CutPrefix(v, "ne"); ok {
+					lo, hi, err := parseFHIRDate(rest)
+					if err != nil {
+						return ObservationSearch{}, err
+					}
+					s.Excluded = append(s.Excluded, Window{lo, hi})
+					continue
+				}
+				from, to, err := parseDateParam(v, now)
 				if err != nil {
 					return ObservationSearch{}, err
 				}
@@ -181,8 +317,20 @@ func ParseObservationSearch(values url.Values, strict bool) (ObservationSearch, 
 			}
 		}
 	}
-	if s.Patient == "" {
+	if s.Patient == "" && len(s.IDs) == 0 {
 		return ObservationSearch{}, invalid("patient (or subject=Patient/{id}) is required")
+	}
+	if len(deviceSets) > 0 {
+		s.Devices = intersect(deviceSets)
+		if len(s.Devices) == 0 {
+			s.NoMatch = true
+		}
+	}
+	if s.Cursor != "" && s.Offset != 0 {
+		return ObservationSearch{}, invalid("_cursor and _offset cannot be combined")
+	}
+	if len(s.Excluded) > maxCodes {
+		return ObservationSearch{}, errorf(http.StatusBadRequest, "too-costly", "at most %d date=ne values may be given", maxCodes)
 	}
 	if len(codeSets) > 0 {
 		s.Codes = intersect(codeSets)
@@ -239,6 +387,42 @@ var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
 
 // validID reports whether s is a FHIR logical id.
 func validID(s string) bool { return idPattern.MatchString(s) }
+
+var elementPattern = regexp.MustCompile(`^[a-z][A-Za-z0-9]{0,63}$`)
+
+// tokenListHas reports whether a token parameter (comma means OR) names
+// code, with no system or the given one.
+func tokenListHas(v, system, code string) bool {
+	for _, tok := range strings.Split(v, ",") {
+		sys, c, hasSystem := strings.Cut(tok, "|")
+		if !hasSystem {
+			c = tok
+		} else if sys != "" && sys != system {
+			continue
+		}
+		if c == code {
+			return true
+		}
+	}
+	return false
+}
+
+// parseRefList reads a reference parameter: {id} or {Type}/{id}, comma
+// meaning OR.
+func parseRefList(name, resourceType, v string) ([]string, error) {
+	var out []string
+	for _, tok := range strings.Split(v, ",") {
+		id := strings.TrimPrefix(tok, resourceType+"/")
+		if !validID(id) {
+			return nil, invalid("%s must be a %s id or %s/{id}", name, strings.ToLower(resourceType), resourceType)
+		}
+		out = append(out, id)
+	}
+	if len(out) > maxCodes {
+		return nil, errorf(http.StatusBadRequest, "too-costly", "at most %d %s values may be searched at once", maxCodes, name)
+	}
+	return out, nil
+}
 
 func parsePatientRef(name, v string) (string, error) {
 	if strings.Contains(v, ",") {
@@ -369,8 +553,10 @@ func clip(s string) string {
 // range follows its precision (2026 is the whole year); a value without a
 // zone, including a date alone, is taken as UTC so that results do not depend
 // on where the server runs. Effective times are instants, so sa and eb mean
-// the same as gt and lt.
-func parseDateParam(v string) (from, to time.Time, err error) {
+// the same as gt and lt. ap widens the value's range by a tenth of its
+// distance from now, as the FHIR search page suggests. ne is handled by the
+// caller, since it leaves two windows.
+func parseDateParam(v string, now time.Time) (from, to time.Time, err error) {
 	prefix := "eq"
 	if len(v) >= 2 && v[0] >= 'a' && v[0] <= 'z' {
 		prefix, v = v[:2], v[2:]
@@ -390,8 +576,12 @@ func parseDateParam(v string) (from, to time.Time, err error) {
 		return time.Time{}, lo, nil
 	case "le":
 		return time.Time{}, hi, nil
-	case "ne", "ap":
-		return time.Time{}, time.Time{}, errorf(http.StatusBadRequest, "not-supported", "date prefix %s is not supported", prefix)
+	case "ap":
+		gap := now.Sub(lo)
+		if gap < 0 {
+			gap = -gap
+		}
+		return lo.Add(-gap / 10), hi.Add(gap / 10), nil
 	default:
 		return time.Time{}, time.Time{}, invalid("unknown date prefix %q", clip(prefix))
 	}

@@ -76,7 +76,9 @@ func manyCodes(n int) string {
 }
 
 func TestParseObservationSearch(t *testing.T) {
-	base := ObservationSearch{Patient: "p1", ResultParams: ResultParams{Count: DefaultCount}}
+	base := ObservationSearch{Patient: "p1", ResultParams: ResultParams{Count: DefaultCount, keyset: true}}
+	y2026, y2027 := utc("2026-01-01T00:00:00Z"), utc("2027-01-01T00:00:00Z")
+	apGap := fixedNow.Sub(y2026) / 10
 	with := func(f func(*ObservationSearch)) ObservationSearch {
 		s := base
 		f(&s)
@@ -132,8 +134,34 @@ func TestParseObservationSearch(t *testing.T) {
 			want: with(func(s *ObservationSearch) {
 				s.From, s.To, s.NoMatch = utc("2026-06-01T00:00:00Z"), utc("2026-06-01T00:00:00Z"), true
 			})},
-		{name: "date ne", query: "patient=p1&date=ne2026", status: 400},
-		{name: "date ap", query: "patient=p1&date=ap2026", status: 400},
+		{name: "date ne", query: "patient=p1&date=ne2026",
+			want: with(func(s *ObservationSearch) { s.Excluded = []Window{{y2026, y2027}} })},
+		{name: "date ap", query: "patient=p1&date=ap2026",
+			want: with(func(s *ObservationSearch) { s.From, s.To = y2026.Add(-apGap), y2027.Add(apGap) })},
+		{name: "date ne garbage", query: "patient=p1&date=neyesterday", status: 400},
+		{name: "id without patient", query: "_id=1-a,2-b",
+			want: ObservationSearch{IDs: []string{"1-a", "2-b"}, ResultParams: base.ResultParams}},
+		{name: "id bad", query: "_id=a/b", status: 400},
+		{name: "device list", query: "patient=p1&device=Device/d1,d2&device=d2",
+			want: with(func(s *ObservationSearch) { s.Devices = []string{"d2"} })},
+		{name: "device disjoint", query: "patient=p1&device=d1&device=d2",
+			want: with(func(s *ObservationSearch) { s.NoMatch = true })},
+		{name: "device bad", query: "patient=p1&device=Patient/x", status: 400},
+		{name: "status final", query: "patient=p1&status=final,amended", want: base},
+		{name: "status preliminary", query: "patient=p1&status=preliminary",
+			want: with(func(s *ObservationSearch) { s.NoMatch = true })},
+		{name: "identifier matches nothing", query: "patient=p1&identifier=urn:x|1",
+			want: with(func(s *ObservationSearch) { s.NoMatch = true })},
+		{name: "include device", query: "patient=p1&_include=Observation:device",
+			want: with(func(s *ObservationSearch) { s.IncludeDevices = true })},
+		{name: "include other", query: "patient=p1&_include=Observation:subject", status: 400},
+		{name: "elements", query: "patient=p1&_elements=valueQuantity,effectiveDateTime",
+			want: with(func(s *ObservationSearch) { s.Elements = []string{"valueQuantity", "effectiveDateTime"} })},
+		{name: "elements bad", query: "patient=p1&_elements=a.b", status: 400},
+		{name: "cursor", query: "patient=p1&_cursor=1-abc",
+			want: with(func(s *ObservationSearch) { s.Cursor = "1-abc" })},
+		{name: "cursor bad", query: "patient=p1&_cursor=zz", status: 400},
+		{name: "cursor with offset", query: "patient=p1&_cursor=1-abc&_offset=3", status: 400},
 		{name: "date bad prefix", query: "patient=p1&date=xx2026", status: 400},
 		{name: "date garbage", query: "patient=p1&date=yesterday", status: 400},
 		{name: "count", query: "patient=p1&_count=10&_offset=20",
@@ -168,7 +196,7 @@ func TestParseObservationSearch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := ParseObservationSearch(values, tt.strict)
+			got, err := ParseObservationSearch(values, tt.strict, fixedNow)
 			if tt.status != 0 {
 				var fe *Error
 				if !errors.As(err, &fe) || fe.Status != tt.status {
@@ -179,7 +207,7 @@ func TestParseObservationSearch(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseObservationSearch(%q): %v", tt.query, err)
 			}
-			if diff := cmp.Diff(tt.want, got, cmpopts.EquateEmpty()); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmpopts.EquateEmpty(), cmp.AllowUnexported(ResultParams{})); diff != "" {
 				t.Errorf("ParseObservationSearch(%q) mismatch (-want +got):\n%s", tt.query, diff)
 			}
 		})
@@ -251,7 +279,7 @@ func FuzzParseObservationSearch(f *testing.F) {
 		if err != nil {
 			return
 		}
-		s, err := ParseObservationSearch(values, strict)
+		s, err := ParseObservationSearch(values, strict, fixedNow)
 		if err != nil {
 			var fe *Error
 			if !errors.As(err, &fe) || fe.Status < 400 || fe.Status > 499 {
@@ -262,7 +290,7 @@ func FuzzParseObservationSearch(f *testing.F) {
 		if !s.From.IsZero() && !s.To.IsZero() && s.From.After(s.To) {
 			t.Fatalf("accepted window From %v after To %v", s.From, s.To)
 		}
-		if s.Patient == "" || !validID(s.Patient) {
+		if (s.Patient == "" && len(s.IDs) == 0) || (s.Patient != "" && !validID(s.Patient)) {
 			t.Fatalf("accepted patient %q", s.Patient)
 		}
 		if s.Count < 0 || s.Count > MaxCount || s.Offset < 0 {
