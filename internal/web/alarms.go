@@ -1,0 +1,205 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tendhealth/tend/internal/alarm"
+	"github.com/tendhealth/tend/internal/live"
+	"github.com/tendhealth/tend/internal/rules"
+)
+
+// newHighWindow is how long after it was raised an active high-priority
+// alarm flashes the inbox.
+const newHighWindow = 2 * time.Minute
+
+func isNewHigh(now time.Time, a alarm.Alarm) bool {
+	return a.Priority == rules.PriorityHigh && a.State == alarm.Active && now.Sub(a.Raised) < newHighWindow
+}
+
+type inboxRow struct {
+	alarm.Alarm
+	PatientName string
+}
+
+// inboxData is what the "inbox-list" partial renders.
+type inboxData struct {
+	Open     []inboxRow
+	Resolved []inboxRow
+	Now      time.Time
+	CSRF     string
+	CanAct   bool
+	Snoozes  []string
+}
+
+var snoozeChoices = []string{"5m", "10m", "30m", "1h", "2h"}
+
+// loadInbox lists open alarms, most urgent and oldest first, and the
+// recently resolved ones with who resolved them.
+func (h *Handler) loadInbox(ctx context.Context, sess session) (inboxData, error) {
+	d := inboxData{Now: h.cfg.Now(), CSRF: sess.CSRF, CanAct: sess.CanActOnAlarms(), Snoozes: snoozeChoices}
+	if h.cfg.AlarmStore == nil {
+		return d, nil
+	}
+	open, err := h.openAlarms(ctx, "")
+	if err != nil {
+		return d, err
+	}
+	sortAlarms(open)
+	resolved, err := h.cfg.AlarmStore.Alarms(ctx, alarm.Filter{States: []alarm.State{alarm.Resolved}, Limit: 20})
+	if err != nil {
+		return d, fmt.Errorf("list resolved alarms: %w", err)
+	}
+	names := map[string]string{}
+	name := func(id string) string {
+		if id == "" {
+			return "(system)"
+		}
+		if n, ok := names[id]; ok {
+			return n
+		}
+		n := "Patient " + id
+		if p, err := h.cfg.Store.Patient(ctx, id); err == nil {
+			n = patientName(p)
+		}
+		names[id] = n
+		return n
+	}
+	for _, a := range open {
+		d.Open = append(d.Open, inboxRow{a, name(a.Patient)})
+	}
+	for _, a := range resolved {
+		d.Resolved = append(d.Resolved, inboxRow{a, name(a.Patient)})
+	}
+	return d, nil
+}
+
+func (h *Handler) inbox(w http.ResponseWriter, r *http.Request) error {
+	sess := sessionFrom(r.Context())
+	d, err := h.loadInbox(r.Context(), sess)
+	if err != nil {
+		return err
+	}
+	h.render(w, r, http.StatusOK, "alarms", page{Title: "Alarms", Nav: "alarms", Session: sess, Now: d.Now,
+		Data: struct {
+			Inbox inboxData
+			Live  bool
+		}{d, h.cfg.Live != nil}})
+	return nil
+}
+
+// inboxEvents sends the re-rendered inbox list after alarm changes.
+func (h *Handler) inboxEvents(w http.ResponseWriter, r *http.Request) error {
+	if h.cfg.Live == nil {
+		return &pageError{Status: http.StatusNotFound, Message: "Live updates are not available."}
+	}
+	sess := sessionFrom(r.Context())
+	sub := h.cfg.Live.SubscribeTypes([]string{live.TypeAlarm}, nil)
+	defer sub.Close()
+	sse, err := startSSE(w)
+	if err != nil {
+		return err
+	}
+	dirty := false
+	tick := time.NewTicker(coalesce)
+	defer tick.Stop()
+	ping := time.NewTicker(ssePing)
+	defer ping.Stop()
+	var buf bytes.Buffer
+	for {
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-ping.C:
+			sse.comment("ping")
+		case _, ok := <-sub.C():
+			if !ok {
+				sse.event("reload", []byte(sub.Err().Error()))
+				sse.flush()
+				return nil
+			}
+			dirty = true
+			continue
+		case <-tick.C:
+			if !dirty {
+				continue
+			}
+			dirty = false
+			d, err := h.loadInbox(r.Context(), sess)
+			if err != nil {
+				h.cfg.Logger.Error("reload alarm inbox", "err", err)
+				continue
+			}
+			buf.Reset()
+			if err := h.renderPart(&buf, "inbox-list", d); err != nil {
+				h.cfg.Logger.Error("render alarm inbox", "err", err)
+				continue
+			}
+			sse.event("inbox", buf.Bytes())
+		}
+		if err := sse.flush(); err != nil {
+			return nil
+		}
+	}
+}
+
+const maxReasonBytes = 1000
+
+// alarmAction acknowledges, resolves or snoozes an alarm as the signed-in
+// user, then goes back to the page the form was on.
+func (h *Handler) alarmAction(w http.ResponseWriter, r *http.Request) error {
+	if h.cfg.Alarms == nil {
+		return &pageError{Status: http.StatusNotFound, Message: "Alarms are not available."}
+	}
+	sess := sessionFrom(r.Context())
+	act := alarm.Action{By: sess.User, Reason: strings.TrimSpace(r.PostFormValue("reason"))}
+	if len(act.Reason) > maxReasonBytes {
+		return &pageError{Status: http.StatusBadRequest, Message: fmt.Sprintf("The reason is longer than %d bytes.", maxReasonBytes)}
+	}
+	var do func(context.Context, string, alarm.Action) (alarm.Alarm, error)
+	switch r.PathValue("action") {
+	case "ack":
+		do = h.cfg.Alarms.Acknowledge
+	case "resolve":
+		do = h.cfg.Alarms.Resolve
+	case "snooze":
+		d, err := time.ParseDuration(r.PostFormValue("for"))
+		if err != nil {
+			return &pageError{Status: http.StatusBadRequest, Message: "Choose how long to snooze for."}
+		}
+		if act.Reason == "" {
+			return &pageError{Status: http.StatusBadRequest, Message: "A snooze needs a reason."}
+		}
+		act.For = d
+		do = h.cfg.Alarms.Snooze
+	default:
+		return &pageError{Status: http.StatusNotFound, Message: "There is no such alarm action."}
+	}
+	if _, err := do(r.Context(), r.PathValue("id"), act); err != nil {
+		switch {
+		case errors.Is(err, alarm.ErrNotFound):
+			return &pageError{Status: http.StatusNotFound, Message: "There is no such alarm."}
+		case errors.Is(err, alarm.ErrState):
+			return &pageError{Status: http.StatusConflict, Message: stateMessage(err)}
+		case errors.Is(err, alarm.ErrConflict):
+			return &pageError{Status: http.StatusConflict, Message: "The alarm changed at the same time; reload and try again."}
+		}
+		return fmt.Errorf("change alarm: %w", err)
+	}
+	http.Redirect(w, r, safeNext(r.PostFormValue("back")), http.StatusSeeOther)
+	return nil
+}
+
+// stateMessage is the alarm package's explanation without its prefix.
+func stateMessage(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return strings.ToUpper(msg[:1]) + msg[1:] + "."
+}

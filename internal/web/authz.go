@@ -1,0 +1,56 @@
+package web
+
+import (
+	"github.com/tendhealth/tend/internal/auth"
+	"github.com/tendhealth/tend/internal/store"
+)
+
+// permission is something a page or action needs. The table follows the
+// API's model (package api, authz.go): reading patients and alarms and
+// acting on alarms is open to the admin and integration roles; changing
+// configuration (devices, users) is admin only.
+type permission int
+
+const (
+	permViewPatients permission = iota
+	permViewAlarms
+	permActOnAlarms
+	permViewDevices
+	permManageDevices
+	permManageUsers
+)
+
+var permissions = map[permission]struct {
+	roles []store.Role
+	what  string
+}{
+	permViewPatients:  {[]store.Role{store.RoleAdmin, store.RoleIntegration}, "view patients"},
+	permViewAlarms:    {[]store.Role{store.RoleAdmin, store.RoleIntegration}, "view alarms"},
+	permActOnAlarms:   {[]store.Role{store.RoleAdmin, store.RoleIntegration}, "act on alarms"},
+	permViewDevices:   {[]store.Role{store.RoleAdmin, store.RoleIntegration}, "view devices"},
+	permManageDevices: {[]store.Role{store.RoleAdmin}, "register devices or issue their credentials"},
+	permManageUsers:   {[]store.Role{store.RoleAdmin}, "manage users"},
+}
+
+func (p permission) allows(r store.Role) bool {
+	for _, role := range permissions[p].roles {
+		if role == r {
+			return true
+		}
+	}
+	return false
+}
+
+func (p permission) what() string { return permissions[p].what }
+
+// can is for templates: whether the session may do something, to hide
+// actions it would be refused.
+func (s session) can(p permission) bool { return p.allows(s.Role) }
+
+func (s session) CanManageDevices() bool { return s.can(permManageDevices) }
+func (s session) CanManageUsers() bool   { return s.can(permManageUsers) }
+func (s session) CanActOnAlarms() bool   { return s.can(permActOnAlarms) }
+
+// checkPassword is a variable so benchmarks and tests need not pay for
+// argon2id; production uses auth.PasswordMatches.
+var checkPassword = auth.PasswordMatches
