@@ -16,17 +16,23 @@ unit:
 
 race:
 	$(GO) test -count=1 -race -timeout 30m ./internal/mqtt/... ./internal/commit/... ./internal/ingest/... ./internal/store/... \
-		./internal/alarm/... ./internal/alarmdb/... ./internal/evaluator/... ./internal/live/... ./internal/notify/... ./internal/rules/...
+		./internal/alarm/... ./internal/alarmdb/... ./internal/evaluator/... ./internal/live/... ./internal/notify/... ./internal/rules/... \
+		./internal/mllp/... ./internal/hl7/... ./internal/lease/... ./internal/sim/... ./internal/web/...
 
 # Each fuzz target runs briefly; `make fuzz FUZZTIME=10m` digs deeper. Every
 # decoder of outside input has one (package:target).
 FUZZ_TARGETS = \
 	senml:FuzzDecodeJSON senml:FuzzDecodeCBOR \
-	fhir:FuzzParseObservationSearch fhir:FuzzDecodeResource \
+	gatt:FuzzSFloat gatt:FuzzFloat gatt:FuzzDecode gatt:FuzzHeartRate gatt:FuzzBloodPressure \
+	gatt:FuzzTemperature gatt:FuzzGlucose gatt:FuzzGlucoseContext gatt:FuzzPLXSpotCheck \
+	gatt:FuzzPLXContinuous gatt:FuzzWeight gatt:FuzzBodyComposition gatt:FuzzCGM \
+	fhir:FuzzParseObservationSearch fhir:FuzzDecodeResource fhir:FuzzDecodeBundle \
 	mqtt:FuzzReadPacket mqtt:FuzzMatchTopic \
 	reading:FuzzDecodeBatch store:FuzzParseObservationID \
 	notify:FuzzVerifySignature notify:FuzzParseRetryAfter \
-	rules:FuzzProfile glucose:FuzzHistory api:FuzzWriteEvent
+	sim:FuzzParseScenarios \
+	rules:FuzzProfile glucose:FuzzHistory api:FuzzWriteEvent web:FuzzReadSession \
+	mllp:FuzzFrames hl7:FuzzParse hl7/pcd:FuzzParseORU
 
 # The Go fuzzing engine sometimes ends a run with "context deadline
 # exceeded" when its workers are slow to stop on a loaded machine; such a

@@ -22,7 +22,10 @@ func commands() []command {
 	return []command{
 		{"serve", "run Tend: ingest, storage, FHIR and HTTP API", runServe},
 		{"bench", "load-test a Tend server over MQTT or HTTP and record the result", runBench},
+		{"simulate", "simulate patients and devices with scenarios; evaluate Tend's alarms against the ground truth", runSimulate},
 		{"migrate", "bring the database schema up to date and exit", runMigrate},
+		{"export", "write an embedded installation to a file, to move it to scale-out", runExport},
+		{"import", "load an export into a new store (PostgreSQL for scale-out)", runImport},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", runHelp},
 	}

@@ -19,19 +19,20 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tendhealth/tend/internal/api"
 	"github.com/tendhealth/tend/internal/commit"
-	"github.com/tendhealth/tend/internal/evaluator"
 	"github.com/tendhealth/tend/internal/fhir"
+	"github.com/tendhealth/tend/internal/hl7/inbound"
+	"github.com/tendhealth/tend/internal/hl7/pcd"
 	"github.com/tendhealth/tend/internal/ingest"
 	"github.com/tendhealth/tend/internal/live"
 	"github.com/tendhealth/tend/internal/mllp"
 	"github.com/tendhealth/tend/internal/mqtt"
-	"github.com/tendhealth/tend/internal/reading"
 	"github.com/tendhealth/tend/internal/recorder"
 	"github.com/tendhealth/tend/internal/store"
 	"github.com/tendhealth/tend/internal/store/postgres"
@@ -48,31 +49,41 @@ type Config struct {
 	HTTPAddr       string
 	MQTTAddr       string
 	MLLPAddr       string
-	StoreURL       string   // "" = SQLite in DataDir
-	NATSURLs       []string // empty = embedded NATS JetStream
-	BootstrapToken string   // registered as an admin token on a store with no admin
+	StoreURL       string     // "" = SQLite in DataDir
+	NATSURLs       []string   // empty = embedded NATS JetStream
+	NATSReplicas   int        // stream replicas; 0 = 1 embedded, 3 external
+	NATSCreds      string     // .creds file for external NATS
+	NATSNKeySeed   string     // NKey seed file for external NATS
+	NATSTLS        stream.TLS // TLS to external NATS
+	BootstrapToken string     // registered as an admin token on a store with no admin
 	Logger         *slog.Logger
 	Now            func() time.Time
 	Console        io.Writer // where a first-start one-time password is printed
 	SMTP           SMTP      // e-mail notifications; zero disables them
+
+	// MLLPAutoRegister registers a device for an unknown HL7 equipment id
+	// (OBX-18) instead of refusing the message.
+	MLLPAutoRegister bool
 }
 
 // Node is one running Tend process.
 type Node struct {
 	cfg Config
 
-	store    store.Store
-	stream   *stream.Stream
-	commit   *commit.Committer
-	recorder *recorder.Recorder
-	pipeline *ingest.Pipeline
-	mqtt     *mqtt.Server
-	mllp     *mllp.Server
-	http     *http.Server
-	httpLn   net.Listener
-	registry *prometheus.Registry
-	alarms   *alarms
-	hub      *live.Hub
+	store           store.Store
+	stream          *stream.Stream
+	commit          *commit.Committer
+	work            *work
+	recorderMetrics *recorder.Metrics
+	pipeline        *ingest.Pipeline
+	mqtt            *mqtt.Server
+	mllp            *mllp.Server
+	http            *http.Server
+	httpLn          net.Listener
+	registry        *prometheus.Registry
+	alarms          *alarms
+	hub             *live.Hub
+	liveNC          *nats.Conn // live fan-out between nodes; nil when embedded
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -125,7 +136,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 
 	n.stream = stream.New(stream.Config{Dir: filepath.Join(cfg.DataDir, "stream"), URLs: cfg.NATSURLs, Logger: log, Registerer: n.registry,
-		Durables: []string{recorder.DefaultDurable, evaluator.DefaultDurable}})
+		Replicas: cfg.NATSReplicas, Credentials: cfg.NATSCreds, NKeySeedFile: cfg.NATSNKeySeed, TLS: cfg.NATSTLS,
+		Durables: []string{recorder.DefaultDurable}})
 	if err := n.stream.Start(ctx); err != nil {
 		return fmt.Errorf("start stream: %w", err)
 	}
@@ -138,22 +150,12 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("start group commit: %w", err)
 	}
 	n.pipeline = ingest.NewPipeline(n.store, n.commit, cfg.Now, log, n.registry)
-	recorderMetrics, err := recorder.NewMetrics(n.registry)
-	if err != nil {
+	if n.recorderMetrics, err = recorder.NewMetrics(n.registry); err != nil {
 		return err
 	}
 	n.hub = &live.Hub{}
-	n.recorder = &recorder.Recorder{Stream: n.stream, Store: n.store, Logger: log, Now: cfg.Now, Metrics: recorderMetrics,
-		OnStored: n.publishReadings,
-		OnPoison: func(data []byte, perr error) {
-			dl := &store.DeadLetter{Received: cfg.Now().UTC(), Source: "stream", ContentType: "application/x-tend-batch", Payload: data,
-				Reason: "stream message could not be decoded: " + perr.Error()}
-			if err := n.store.AddDeadLetter(context.Background(), dl); err != nil {
-				log.Error("keep undecodable stream message", "err", err)
-			}
-		}}
-	if err := n.recorder.Start(runCtx); err != nil {
-		return fmt.Errorf("start store writer: %w", err)
+	if err := n.startLiveFanOut(); err != nil {
+		return err
 	}
 
 	if cfg.MQTTAddr != Off {
@@ -172,8 +174,22 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.startAlarms(runCtx); err != nil {
 		return err
 	}
+	// Then the leased work: rule partitions and the store writer.
+	n.stream.AddFloor(n.alarms.evaluator.Floor)
+	if err := n.startWork(runCtx); err != nil {
+		return err
+	}
 	if cfg.MLLPAddr != Off {
-		n.mllp = &mllp.Server{Addr: cfg.MLLPAddr, Logger: log, Now: cfg.Now}
+		hm, err := inbound.NewMetrics(n.registry)
+		if err != nil {
+			return err
+		}
+		// Readings go through the pipeline's group commit, like every other
+		// ingest path; refusals go to its dead-letter store.
+		h := &inbound.Handler{Registry: n.store, Commit: n.commit, DeadLetters: n.pipeline, Alarms: n.alarms.service,
+			AutoRegister: cfg.MLLPAutoRegister, Limits: pcd.DefaultLimits, Now: cfg.Now, Logger: log, Metrics: hm}
+		n.pipeline.Replayers = map[string]func(context.Context, ingest.Request) (int, error){inbound.ContentType: h.Replay}
+		n.mllp = &mllp.Server{Addr: cfg.MLLPAddr, Handler: h, Logger: log}
 		if err := n.mllp.Start(runCtx); err != nil {
 			n.mllp = nil
 			return listenError("mllp", cfg.MLLPAddr, err)
@@ -184,7 +200,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if n.mqtt != nil {
 			kickers = append(kickers, n.mqtt)
 		}
-		fh := fhir.NewHandler(fhir.Config{Store: n.store, Now: cfg.Now, Logger: log, OnDeviceChanged: n.pipeline.InvalidateDevice})
+		fh := fhir.NewHandler(fhir.Config{Store: n.store, Now: cfg.Now, Logger: log, OnDeviceChanged: n.pipeline.InvalidateDevice,
+			Commit: n.commit})
 		h := api.New(api.Config{
 			Store: n.store, Ingest: n.pipeline, FHIR: fh, Ready: n.readyErr, Kickers: kickers, Now: cfg.Now, Logger: log,
 			Metrics: promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}),
@@ -195,7 +212,12 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			return listenError("http", cfg.HTTPAddr, err)
 		}
 		n.httpLn = ln
-		n.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		root, err := n.withDashboard(h, kickers)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		n.http = &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 		n.http.RegisterOnShutdown(n.hub.Close) // ends live streams so Shutdown need not wait for them
 		n.wg.Add(1)
@@ -239,13 +261,13 @@ func (n *Node) Close() error {
 	if n.mllp != nil {
 		errs = append(errs, n.mllp.Close())
 	}
-	// The evaluator commits derived readings: close it before the commit.
+	// Handing the leases over saves the rule partitions and stops the
+	// store writer; the evaluator commits derived readings, so it closes
+	// before the commit.
+	errs = append(errs, n.work.close())
 	errs = append(errs, n.alarms.close())
 	if n.commit != nil {
 		errs = append(errs, n.commit.Close())
-	}
-	if n.recorder != nil {
-		errs = append(errs, n.recorder.Close())
 	}
 	if n.hub != nil {
 		n.hub.Close()
@@ -263,6 +285,20 @@ func (n *Node) Close() error {
 	return errors.Join(errs...)
 }
 
+// newRecorder is a store writer; one runs while this node holds its lease.
+func (n *Node) newRecorder() *recorder.Recorder {
+	cfg := n.cfg
+	return &recorder.Recorder{Stream: n.stream, Store: n.store, Logger: cfg.Logger, Now: cfg.Now, Metrics: n.recorderMetrics,
+		OnStored: n.publishReadings,
+		OnPoison: func(data []byte, perr error) {
+			dl := &store.DeadLetter{Received: cfg.Now().UTC(), Source: "stream", ContentType: "application/x-tend-batch", Payload: data,
+				Reason: "stream message could not be decoded: " + perr.Error()}
+			if err := n.store.AddDeadLetter(context.Background(), dl); err != nil {
+				cfg.Logger.Error("keep undecodable stream message", "err", err)
+			}
+		}}
+}
+
 func (n *Node) readyErr() error {
 	n.mu.Lock()
 	ready := n.ready
@@ -274,21 +310,6 @@ func (n *Node) readyErr() error {
 		return fmt.Errorf("stream: %w", err)
 	}
 	return nil
-}
-
-// publishReadings puts stored readings on the live stream, but only
-// while someone is watching: encoding every reading costs.
-func (n *Node) publishReadings(rs []reading.Reading) {
-	if !n.hub.Wants(live.TypeReading) {
-		return
-	}
-	for i := range rs {
-		b, err := json.Marshal(&rs[i])
-		if err != nil {
-			continue
-		}
-		n.hub.Publish(live.Event{Type: live.TypeReading, Patient: rs[i].Patient, Data: b})
-	}
 }
 
 // Store exposes the node's store (tests and operator commands).
