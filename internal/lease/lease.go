@@ -148,8 +148,12 @@ func (t *Table) Close() error {
 	<-t.done
 	ctx, cancel := context.WithTimeout(context.Background(), 2*opTimeout)
 	defer cancel()
-	for _, name := range t.Held() {
+	held := t.Held()
+	for _, name := range held {
 		t.giveUp(ctx, name)
+	}
+	if len(held) > 0 {
+		t.log.Info("leases handed over", "node", t.cfg.Node, "leases", len(held))
 	}
 	t.mu.Lock()
 	rev := t.hbRev
@@ -204,6 +208,12 @@ func (t *Table) loop(ctx context.Context) {
 // round renews what is held, refreshes the live nodes, and takes or hands
 // over leases so that each is held by its preferred live node.
 func (t *Table) round(ctx context.Context) {
+	before := len(t.Held())
+	defer func() {
+		if after := len(t.Held()); after != before {
+			t.log.Info("leases moved", "node", t.cfg.Node, "held", after, "before", before, "nodes", len(t.Nodes()))
+		}
+	}()
 	t.heartbeat(ctx)
 	for _, name := range t.Held() {
 		t.renew(ctx, name)
@@ -295,7 +305,7 @@ func (t *Table) take(ctx context.Context, name string) {
 	t.mu.Lock()
 	t.held[name] = rev
 	t.mu.Unlock()
-	t.log.Info("lease taken", "lease", name, "node", t.cfg.Node)
+	t.log.Debug("lease taken", "lease", name, "node", t.cfg.Node)
 	if t.cfg.Acquired != nil {
 		t.cfg.Acquired(name)
 	}
@@ -349,7 +359,7 @@ func (t *Table) giveUp(ctx context.Context, name string) {
 	if err := t.kv.Delete(ctx, leasePrefix+name, jetstream.LastRevision(rev)); err != nil {
 		t.log.Debug("lease: give up", "lease", name, "err", err) // it expires instead
 	}
-	t.log.Info("lease handed over", "lease", name, "node", t.cfg.Node)
+	t.log.Debug("lease handed over", "lease", name, "node", t.cfg.Node)
 }
 
 // Preferred is the live node that should hold the lease: the highest
