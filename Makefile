@@ -31,7 +31,7 @@ FUZZ_TARGETS = \
 	reading:FuzzDecodeBatch store:FuzzParseObservationID \
 	notify:FuzzVerifySignature notify:FuzzParseRetryAfter \
 	sim:FuzzParseScenarios \
-	rules:FuzzProfile glucose:FuzzHistory api:FuzzWriteEvent web:FuzzReadSession \
+	rules:FuzzProfile glucose:FuzzHistory sse:FuzzEvent web:FuzzReadSession \
 	mllp:FuzzFrames hl7:FuzzParse hl7/pcd:FuzzParseORU
 
 # The Go fuzzing engine sometimes ends a run with "context deadline

@@ -1,25 +1,19 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/tendhealth/tend/internal/live"
+	"github.com/tendhealth/tend/internal/sse"
 )
 
 // streamPing is how often an idle stream sends a comment, so proxies and
 // clients see the connection is alive. A variable so tests can shorten it.
 var streamPing = 15 * time.Second
-
-// streamWriteTimeout bounds each write of a stream: the server's
-// WriteTimeout would end every stream, but a client that stops reading
-// with its connection open must not hold the handler forever.
-const streamWriteTimeout = 30 * time.Second
 
 // stream serves live readings and alarm changes as server-sent events,
 // optionally for one patient (?patient=ID) and some event types
@@ -34,12 +28,6 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request) error {
 			return fmt.Errorf("load patient: %w", err)
 		}
 	}
-	rc := http.NewResponseController(w)
-	// A stream outlives the server's WriteTimeout by design; flushEvent
-	// sets a deadline per write instead.
-	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return fmt.Errorf("clear write deadline: %w", err)
-	}
 	var filter func(live.Event) bool
 	if patient != "" {
 		filter = func(ev live.Event) bool { return ev.Patient == patient }
@@ -53,14 +41,8 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request) error {
 	sub := h.cfg.Live.SubscribeTypes(types, filter)
 	defer sub.Close()
 
-	hd := w.Header()
-	hd.Set("Content-Type", "text/event-stream")
-	hd.Set("Cache-Control", "no-store")
-	hd.Set("X-Accel-Buffering", "no") // tell nginx-style proxies not to buffer
-	w.WriteHeader(http.StatusOK)
-	var buf bytes.Buffer
-	buf.WriteString(": tend live stream\nretry: 3000\n\n")
-	if err := flushEvent(w, rc, &buf); err != nil {
+	out, err := sse.Start(w, "tend live stream", 3*time.Second)
+	if err != nil {
 		return nil // the client went away
 	}
 
@@ -72,62 +54,21 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request) error {
 		case <-r.Context().Done():
 			return nil
 		case <-ping.C:
-			buf.WriteString(": ping\n\n")
+			out.Comment("ping")
 		case ev, ok := <-sub.C():
 			if !ok {
 				reason, _ := json.Marshal(map[string]string{"reason": sub.Err().Error()})
-				writeEvent(&buf, "error", 0, reason)
-				flushEvent(w, rc, &buf)
+				out.Event("error", 0, reason)
+				out.Flush()
 				return nil
 			}
 			id++
-			writeEvent(&buf, ev.Type, id, ev.Data)
+			out.Event(ev.Type, id, ev.Data)
 		}
-		if err := flushEvent(w, rc, &buf); err != nil {
+		if err := out.Flush(); err != nil {
 			return nil
 		}
 	}
-}
-
-// writeEvent formats one event; a line break inside data becomes another
-// data line, which the client joins back with "\n" (SSE treats CR, LF and
-// CRLF alike, so all three are split here).
-func writeEvent(buf *bytes.Buffer, typ string, id uint64, data []byte) {
-	if id > 0 {
-		fmt.Fprintf(buf, "id: %d\n", id)
-	}
-	fmt.Fprintf(buf, "event: %s\n", strings.Map(noLineBreak, typ))
-	data = bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n"))
-	data = bytes.ReplaceAll(data, []byte("\r"), []byte("\n"))
-	for line := range bytes.Lines(data) {
-		buf.WriteString("data: ")
-		buf.Write(bytes.TrimSuffix(line, []byte("\n")))
-		buf.WriteByte('\n')
-	}
-	if len(data) == 0 {
-		buf.WriteString("data:\n")
-	}
-	buf.WriteByte('\n')
-}
-
-func flushEvent(w http.ResponseWriter, rc *http.ResponseController, buf *bytes.Buffer) error {
-	// The deadline is for the socket, so it is wall-clock time.
-	if err := rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return err
-	}
-	_, err := w.Write(buf.Bytes())
-	buf.Reset()
-	if err != nil {
-		return err
-	}
-	return rc.Flush()
-}
-
-func noLineBreak(r rune) rune {
-	if r == '\n' || r == '\r' {
-		return '_'
-	}
-	return r
 }
 
 // eventTypes parses ?events=reading,alarm ("" means both).

@@ -2,7 +2,6 @@ package api
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -226,33 +225,4 @@ func TestStreamPingsAndOutlivesWriteTimeout(t *testing.T) {
 	if resp, _ := f.do(t, "GET", "/api/v1/alarms", adminTok, "", ""); resp.StatusCode != 200 {
 		t.Fatalf("alarms: %d", resp.StatusCode)
 	}
-}
-
-// FuzzWriteEvent: whatever the data and type, one event is framed as
-// exactly one event, and a client parsing it (per the SSE spec: CR, LF and
-// CRLF end lines) gets the data back with line breaks as LF.
-func FuzzWriteEvent(f *testing.F) {
-	f.Add("reading", []byte(`{"a":1}`))
-	f.Add("alarm", []byte("{\"a\":\r\n1}\r"))
-	f.Add("x\ny", []byte("\n\n"))
-	f.Add("", []byte{})
-	f.Fuzz(func(t *testing.T, typ string, data []byte) {
-		var buf bytes.Buffer
-		writeEvent(&buf, typ, 7, data)
-		out := buf.String()
-		if !strings.HasSuffix(out, "\n\n") || strings.Count(out, "\n\n") != 1 || strings.Contains(out, "\r") {
-			t.Fatalf("framing of %q / %q: %q", typ, data, out)
-		}
-		var got []string
-		for _, line := range strings.Split(strings.TrimSuffix(out, "\n\n"), "\n") {
-			if d, ok := strings.CutPrefix(line, "data:"); ok {
-				got = append(got, strings.TrimPrefix(d, " "))
-			}
-		}
-		want := strings.ReplaceAll(strings.ReplaceAll(string(data), "\r\n", "\n"), "\r", "\n")
-		want = strings.TrimSuffix(want, "\n") // a final line break ends the last line
-		if strings.Join(got, "\n") != want {
-			t.Fatalf("data %q came back as %q", data, strings.Join(got, "\n"))
-		}
-	})
 }

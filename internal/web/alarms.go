@@ -12,6 +12,7 @@ import (
 	"github.com/tendhealth/tend/internal/alarm"
 	"github.com/tendhealth/tend/internal/live"
 	"github.com/tendhealth/tend/internal/rules"
+	"github.com/tendhealth/tend/internal/sse"
 )
 
 // newHighWindow is how long after it was raised an active high-priority
@@ -101,7 +102,7 @@ func (h *Handler) inboxEvents(w http.ResponseWriter, r *http.Request) error {
 	sess := sessionFrom(r.Context())
 	sub := h.cfg.Live.SubscribeTypes([]string{live.TypeAlarm}, nil)
 	defer sub.Close()
-	sse, err := startSSE(w)
+	out, err := sse.Start(w, "tend dashboard", 2*time.Second)
 	if err != nil {
 		return err
 	}
@@ -116,11 +117,11 @@ func (h *Handler) inboxEvents(w http.ResponseWriter, r *http.Request) error {
 		case <-r.Context().Done():
 			return nil
 		case <-ping.C:
-			sse.comment("ping")
+			out.Comment("ping")
 		case _, ok := <-sub.C():
 			if !ok {
-				sse.event("reload", []byte(sub.Err().Error()))
-				sse.flush()
+				out.Event("reload", 0, []byte(sub.Err().Error()))
+				out.Flush()
 				return nil
 			}
 			dirty = true
@@ -140,9 +141,9 @@ func (h *Handler) inboxEvents(w http.ResponseWriter, r *http.Request) error {
 				h.cfg.Logger.Error("render alarm inbox", "err", err)
 				continue
 			}
-			sse.event("inbox", buf.Bytes())
+			out.Event("inbox", 0, buf.Bytes())
 		}
-		if err := sse.flush(); err != nil {
+		if err := out.Flush(); err != nil {
 			return nil
 		}
 	}

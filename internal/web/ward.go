@@ -14,6 +14,7 @@ import (
 	"github.com/tendhealth/tend/internal/alarm"
 	"github.com/tendhealth/tend/internal/live"
 	"github.com/tendhealth/tend/internal/reading"
+	"github.com/tendhealth/tend/internal/sse"
 )
 
 type wardData struct {
@@ -113,7 +114,7 @@ func (h *Handler) wardEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sse, err := startSSE(w)
+	out, err := sse.Start(w, "tend dashboard", 2*time.Second)
 	if err != nil {
 		return err
 	}
@@ -128,11 +129,11 @@ func (h *Handler) wardEvents(w http.ResponseWriter, r *http.Request) error {
 		case <-r.Context().Done():
 			return nil
 		case <-ping.C:
-			sse.comment("ping")
+			out.Comment("ping")
 		case ev, ok := <-sub.C():
 			if !ok {
-				sse.event("reload", []byte(sub.Err().Error()))
-				sse.flush()
+				out.Event("reload", 0, []byte(sub.Err().Error()))
+				out.Flush()
 				return nil
 			}
 			row := m.rows[ev.Patient]
@@ -149,7 +150,7 @@ func (h *Handler) wardEvents(w http.ResponseWriter, r *http.Request) error {
 				if only != "" {
 					if v, ok := chartValue(rd); ok {
 						b, _ := json.Marshal(chartPoint{Code: rd.Code, T: float64(rd.Time.UnixMilli()) / 1000, V: v})
-						sse.event("reading", b)
+						out.Event("reading", 0, b)
 					}
 				}
 			case live.TypeAlarm:
@@ -172,11 +173,11 @@ func (h *Handler) wardEvents(w http.ResponseWriter, r *http.Request) error {
 					h.cfg.Logger.Error("render tile", "err", err)
 					continue
 				}
-				sse.event(v.EventName, buf.Bytes())
+				out.Event(v.EventName, 0, buf.Bytes())
 			}
 			clear(dirty)
 		}
-		if err := sse.flush(); err != nil {
+		if err := out.Flush(); err != nil {
 			return nil // the client went away
 		}
 	}
