@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -50,18 +51,8 @@ func parseHistogram(text []byte, name string) ([]bucket, error) {
 	for le, c := range byLE {
 		bs = append(bs, bucket{le: le, count: c})
 	}
-	slices.SortFunc(bs, func(a, b bucket) int { return cmpFloat(a.le, b.le) })
+	slices.SortFunc(bs, func(a, b bucket) int { return cmp.Compare(a.le, b.le) })
 	return bs, nil
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // parseBucketLine parses `{labels} value [timestamp]` and returns the le

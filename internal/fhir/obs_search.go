@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -121,9 +122,9 @@ func (h *handler) findObservationsByID(ctx context.Context, s ObservationSearch)
 	compare := func(a, b string) int {
 		ta, sa := order(a)
 		tb, sb := order(b)
-		c := cmpInt(ta, tb)
+		c := cmp.Compare(ta, tb)
 		if c == 0 {
-			c = cmpInt(sa, sb)
+			c = cmp.Compare(sa, sb)
 		}
 		if !s.Oldest {
 			c = -c
@@ -145,16 +146,6 @@ func (h *handler) findObservationsByID(ctx context.Context, s ObservationSearch)
 		page.next = matched[hi-1].ID
 	}
 	return page, nil
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // addObservations renders samples as match entries, trimmed to elements

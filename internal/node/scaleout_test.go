@@ -254,15 +254,11 @@ func TestScaleOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	var entry jetstream.KeyValueEntry
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	waitForWithin(t, "the store writer's lease", 10*time.Second, func() bool {
 		// Free for a moment while one node hands it to another.
-		if entry, err = kv.Get(context.Background(), "lease.store-writer"); err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+		entry, err = kv.Get(context.Background(), "lease.store-writer")
+		return err == nil
+	})
 	victim := -1
 	for i, n := range nodes {
 		id, _ := os.ReadFile(filepath.Join(n.dir, "node-id"))
