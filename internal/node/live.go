@@ -31,6 +31,9 @@ func (n *Node) startLiveFanOut() error {
 		return err
 	}
 	subR, err := nc.Subscribe(liveReadingsSubject, func(m *nats.Msg) {
+		if !n.hub.Wants(live.TypeReading) {
+			return // nobody watches readings here: skip the decoding
+		}
 		if rs, err := reading.DecodeBatch(m.Data); err == nil {
 			n.deliverReadings(rs)
 		}
