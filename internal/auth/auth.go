@@ -106,10 +106,16 @@ func BearerToken(r *http.Request) (string, error) {
 	return strings.TrimSpace(tok), nil
 }
 
-// Principal is the authenticated caller of an API request.
+// Principal is the authenticated caller of a request.
 type Principal struct {
-	Subject string
-	Role    string
+	Subject string // user id, OAuth client id, or "bootstrap"/"demo" for seeded tokens
+	Role    string // a store.Role
+	Org     string // the organisation the caller acts in
+	Patient string // for the patient role: the patient the user is
+	// Scopes are the SMART scopes granted to an OAuth access token; nil
+	// means the caller's role alone decides.
+	Scopes []string
+	Source string // the client's network address, for the audit trail
 }
 
 type principalKey struct{}

@@ -64,13 +64,31 @@ type LocationStay struct {
 	To       time.Time
 }
 
-// Role names what an API token or user may do.
+// Role names what an API token or user may do. Admins configure their
+// organisation and see all of its patients; integration tokens are systems
+// (EHRs, gateways) with the same patient reach; clinicians and nurses see
+// the patients of their care teams; caregivers see the patients who granted
+// them consent; a patient sees only themself; auditors read the audit trail
+// and no clinical data.
 type Role string
 
 const (
 	RoleAdmin       Role = "admin"
 	RoleIntegration Role = "integration"
+	RoleClinician   Role = "clinician"
+	RoleNurse       Role = "nurse"
+	RoleCaregiver   Role = "caregiver"
+	RolePatient     Role = "patient"
+	RoleAuditor     Role = "auditor"
 )
+
+// Roles lists every role, for validation and tests that walk them all.
+var Roles = []Role{RoleAdmin, RoleIntegration, RoleClinician, RoleNurse, RoleCaregiver, RolePatient, RoleAuditor}
+
+// DefaultOrg is the organisation every record belongs to on an installation
+// that never created another one (and that rows from before organisations
+// existed were assigned to).
+const DefaultOrg = "default"
 
 // Token is an API bearer token, kept only as a hash.
 type Token struct {
