@@ -17,7 +17,8 @@ unit:
 race:
 	$(GO) test -count=1 -race -timeout 30m ./internal/mqtt/... ./internal/commit/... ./internal/ingest/... ./internal/store/... \
 		./internal/alarm/... ./internal/alarmdb/... ./internal/evaluator/... ./internal/live/... ./internal/notify/... ./internal/rules/... \
-		./internal/mllp/... ./internal/hl7/... ./internal/lease/... ./internal/sim/... ./internal/web/...
+		./internal/mllp/... ./internal/hl7/... ./internal/lease/... ./internal/sim/... ./internal/web/... \
+		./internal/access/... ./internal/audit/... ./internal/oauth/... ./internal/signin/... ./internal/totp/... ./internal/httpguard/...
 
 # Each fuzz target runs briefly; `make fuzz FUZZTIME=10m` digs deeper. Every
 # decoder of outside input has one (package:target).
@@ -27,12 +28,14 @@ FUZZ_TARGETS = \
 	gatt:FuzzTemperature gatt:FuzzGlucose gatt:FuzzGlucoseContext gatt:FuzzPLXSpotCheck \
 	gatt:FuzzPLXContinuous gatt:FuzzWeight gatt:FuzzBodyComposition gatt:FuzzCGM \
 	fhir:FuzzParseObservationSearch fhir:FuzzDecodeResource fhir:FuzzDecodeBundle \
+	fhir:FuzzRequiredAccess oauth:FuzzParseScopes oauth:FuzzVerifyAssertion oauth:FuzzParseJWKS \
 	mqtt:FuzzReadPacket mqtt:FuzzMatchTopic \
 	reading:FuzzDecodeBatch store:FuzzParseObservationID \
 	notify:FuzzVerifySignature notify:FuzzParseRetryAfter \
 	sim:FuzzParseScenarios \
-	rules:FuzzProfile glucose:FuzzHistory sse:FuzzEvent web:FuzzReadSession \
-	mllp:FuzzFrames hl7:FuzzParse hl7/pcd:FuzzParseORU
+	rules:FuzzProfile glucose:FuzzHistory sse:FuzzEvent \
+	mllp:FuzzFrames hl7:FuzzParse hl7/pcd:FuzzParseORU hl7/outbound:FuzzParseAck \
+	totp:FuzzParseCode totp:FuzzOpen totp:FuzzDecodeSecret audit:FuzzPatientsInJSON httpguard:FuzzForwardedFor
 
 # The Go fuzzing engine sometimes ends a run with "context deadline
 # exceeded" when its workers are slow to stop on a loaded machine; such a

@@ -24,32 +24,38 @@ func (h *Handler) alarmRoutes() {
 	m, c := h.mux, h.cfg
 	read := func(fn handlerFunc) http.Handler { return h.withRole(fn, store.RoleAdmin, store.RoleIntegration) }
 	if c.Alarms != nil && c.AlarmStore != nil {
-		m.Handle("GET /api/v1/alarms", read(h.listAlarms))
-		m.Handle("GET /api/v1/alarms/{id}", read(h.getAlarm))
-		m.Handle("POST /api/v1/alarms/{id}/ack", read(h.ackAlarm))
-		m.Handle("POST /api/v1/alarms/{id}/resolve", read(h.resolveAlarm))
-		m.Handle("POST /api/v1/alarms/{id}/snooze", read(h.snoozeAlarm))
+		m.Handle("GET /api/v1/alarms", h.withRole(h.listAlarms, patientReaders...))
+		m.Handle("GET /api/v1/alarms/{id}", h.withRole(h.getAlarm, patientReaders...))
+		m.Handle("POST /api/v1/alarms/{id}/ack", h.withRole(h.ackAlarm, alarmAckers...))
+		m.Handle("POST /api/v1/alarms/{id}/resolve", h.withRole(h.resolveAlarm, alarmHandlers...))
+		m.Handle("POST /api/v1/alarms/{id}/snooze", h.withRole(h.snoozeAlarm, alarmHandlers...))
 	}
 	if c.Profiles != nil && c.AlarmStore != nil {
 		for _, kind := range []string{alarm.DocRules, alarm.DocEscalation} {
 			for _, owner := range []string{"settings/{setting}", "patients/{id}"} {
 				path := "/api/v1/" + owner + "/" + kind
-				m.Handle("GET "+path, read(h.getDoc(kind)))
-				m.Handle("PUT "+path, h.admin(h.putDoc(kind)))
-				m.Handle("GET "+path+"/history", read(h.docHistory(kind)))
+				// A patient's documents answer 404 outside the caller's scope.
+				scoped, write := func(fn handlerFunc) handlerFunc { return fn }, operatorOnly // settings are installation-wide
+				if owner == "patients/{id}" {
+					scoped, write = h.scopedPatient, h.scopedPatient
+				}
+				m.Handle("GET "+path, read(scoped(h.getDoc(kind))))
+				m.Handle("PUT "+path, h.admin(write(h.putDoc(kind))))
+				m.Handle("GET "+path+"/history", read(scoped(h.docHistory(kind))))
 			}
 		}
 	}
 	if c.Profiles != nil {
-		m.Handle("GET /api/v1/patients/{id}/news2", read(h.news2))
+		m.Handle("GET /api/v1/patients/{id}/news2", h.withRole(h.scopedPatient(h.news2), patientReaders...))
 	}
 	if c.AlarmStore != nil {
-		m.Handle("POST /api/v1/webhooks", h.admin(h.postWebhook))
-		m.Handle("GET /api/v1/webhooks", read(h.listWebhooks))
-		m.Handle("DELETE /api/v1/webhooks/{id}", h.admin(h.deleteWebhook))
+		// Webhooks receive every organisation's alarms: the operator's (access.go).
+		m.Handle("POST /api/v1/webhooks", h.admin(operatorOnly(h.postWebhook)))
+		m.Handle("GET /api/v1/webhooks", read(operatorOnly(h.listWebhooks)))
+		m.Handle("DELETE /api/v1/webhooks/{id}", h.admin(operatorOnly(h.deleteWebhook)))
 	}
 	if c.Live != nil {
-		m.Handle("GET /api/v1/stream", read(h.stream))
+		m.Handle("GET /api/v1/stream", h.withRole(h.stream, patientReaders...))
 	}
 }
 
@@ -78,7 +84,7 @@ func (h *Handler) listAlarms(w http.ResponseWriter, r *http.Request) error {
 			f.States = append(f.States, st)
 		}
 	}
-	as, err := h.cfg.AlarmStore.Alarms(r.Context(), f)
+	as, err := h.scopedAlarms(r.Context(), f) // only patients the caller may see (access.go)
 	if err != nil {
 		return fmt.Errorf("list alarms: %w", err)
 	}
@@ -94,6 +100,9 @@ func (h *Handler) getAlarm(w http.ResponseWriter, r *http.Request) error {
 	a, err := h.cfg.AlarmStore.Alarm(r.Context(), id)
 	if err != nil {
 		return alarmError(err, "load alarm")
+	}
+	if err := h.checkAlarm(r, a, false); err != nil {
+		return err
 	}
 	hist, err := h.cfg.AlarmStore.History(r.Context(), id)
 	if err != nil {
@@ -141,6 +150,13 @@ func (h *Handler) alarmAction(w http.ResponseWriter, r *http.Request, snooze boo
 	}
 	if len(body.Reason) > maxReasonBytes {
 		return &Error{Status: http.StatusBadRequest, Detail: fmt.Sprintf("reason is longer than %d bytes", maxReasonBytes)}
+	}
+	cur, err := h.cfg.AlarmStore.Alarm(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return alarmError(err, "load alarm")
+	}
+	if err := h.checkAlarm(r, cur, true); err != nil {
+		return err
 	}
 	act := alarm.Action{By: subject(r), Reason: body.Reason}
 	if body.For != nil {

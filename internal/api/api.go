@@ -15,6 +15,8 @@ import (
 	"github.com/tendhealth/tend/internal/alarm"
 	"github.com/tendhealth/tend/internal/ingest"
 	"github.com/tendhealth/tend/internal/live"
+	"github.com/tendhealth/tend/internal/routes"
+	"github.com/tendhealth/tend/internal/signin"
 	"github.com/tendhealth/tend/internal/store"
 )
 
@@ -40,17 +42,35 @@ type Config struct {
 	AlarmStore alarm.Store
 	Profiles   *alarm.Profiles
 	Live       *live.Hub
+
+	// PublicURL is the base URL clients use (https://tend.example.org),
+	// when Tend is behind a proxy: SMART metadata names the token endpoint
+	// under it, and client assertions may be addressed to it. Without it
+	// both come from each request's scheme and Host.
+	PublicURL string
+
+	// AuditEvents serves the audit trail as FHIR AuditEvent under
+	// /fhir/AuditEvent, to auditor and admin tokens only.
+	AuditEvents http.Handler
+
+	// SignIn checks password logins (lockout, second factor); nil builds
+	// one over Store.
+	SignIn *signin.Checker
 }
 
 // Handler is the root HTTP handler.
 type Handler struct {
-	cfg Config
-	mux *http.ServeMux
+	cfg    Config
+	mux    *routes.Mux
+	signin *signin.Checker
 }
 
 // New builds the routes.
 func New(cfg Config) *Handler {
-	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
+	h := &Handler{cfg: cfg, mux: routes.New(), signin: cfg.SignIn}
+	if h.signin == nil {
+		h.signin = signin.New(signin.Config{Store: cfg.Store, Now: cfg.Now, Logger: cfg.Logger})
+	}
 	m := h.mux
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -62,22 +82,37 @@ func New(cfg Config) *Handler {
 	}
 	m.Handle("POST /api/v1/devices/{id}/obs", h.serve(h.postObservations))
 	m.Handle("POST /api/v1/devices/{id}/credentials", h.admin(h.postCredentials))
-	m.Handle("GET /api/v1/deadletters", h.admin(h.listDeadLetters))
-	m.Handle("GET /api/v1/deadletters/{id}", h.admin(h.getDeadLetter))
-	m.Handle("POST /api/v1/deadletters/{id}/replay", h.admin(h.replayDeadLetter))
-	m.Handle("GET /api/v1/patients/{id}/latest", h.withRole(h.latest, store.RoleAdmin, store.RoleIntegration))
+	// Dead letters belong to no organisation: the installation's operator handles them (access.go).
+	m.Handle("GET /api/v1/deadletters", h.admin(operatorOnly(h.listDeadLetters)))
+	m.Handle("GET /api/v1/deadletters/{id}", h.admin(operatorOnly(h.getDeadLetter)))
+	m.Handle("POST /api/v1/deadletters/{id}/replay", h.admin(operatorOnly(h.replayDeadLetter)))
+	m.Handle("GET /api/v1/patients/{id}/latest", h.withRole(h.scopedPatient(h.latest), patientReaders...))
+	m.Handle("GET /api/v1/patients/{id}/locations", h.withRole(h.scopedPatient(h.locations), patientReaders...))
 	m.Handle("POST /api/v1/tokens", h.admin(h.postToken))
 	m.Handle("POST /api/v1/auth/token", h.serve(h.login))
+	m.Handle("POST /api/v1/auth/logout", h.serve(h.logout))
 	h.alarmRoutes()
+	// Organisations, users, care teams, consents, break-glass (access.go).
+	h.accessRoutes()
+	h.smartRoutes() // SMART Backend Services: clients, token endpoint, metadata (smart.go)
 	if cfg.FHIR != nil {
+		scoped := h.enforceScopes(cfg.FHIR) // SMART scopes, for tokens that carry them (scopes.go)
 		fhirHandler := h.withRole(func(w http.ResponseWriter, r *http.Request) error {
-			cfg.FHIR.ServeHTTP(w, r)
+			if err := fhirWriteAllowed(r); err != nil { // reads are scoped per patient in package fhir
+				return err
+			}
+			scoped.ServeHTTP(w, r)
 			return nil
-		}, store.RoleAdmin, store.RoleIntegration)
+		}, patientReaders...)
 		m.Handle("/fhir/", fhirHandler)
 		// The base itself takes batch and transaction Bundles; without this
 		// the mux would redirect a POST to /fhir/ and lose its body.
 		m.Handle("/fhir", fhirHandler)
+	}
+	if cfg.AuditEvents != nil { // more specific than /fhir/: auditors read it, clinical roles do not
+		ae := h.withRole(func(w http.ResponseWriter, r *http.Request) error { cfg.AuditEvents.ServeHTTP(w, r); return nil }, store.RoleAuditor, store.RoleAdmin)
+		m.Handle("/fhir/AuditEvent", ae)
+		m.Handle("/fhir/AuditEvent/", ae)
 	}
 	m.Handle("/", h.serve(func(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusNotFound, Detail: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)}
@@ -158,3 +193,7 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) error {
 	fmt.Fprintln(w, "ready")
 	return nil
 }
+
+// Routes lists the patterns the handler serves (for the security tests
+// that walk every route).
+func (h *Handler) Routes() []string { return h.mux.Patterns() }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/tendhealth/tend/internal/audit"
 	"github.com/tendhealth/tend/internal/auth"
 	"github.com/tendhealth/tend/internal/store"
 )
@@ -26,9 +27,17 @@ func (h *Handler) withRole(fn handlerFunc, roles ...store.Role) http.Handler {
 		if err != nil {
 			return fmt.Errorf("look up token: %w", err)
 		}
+		// The audit trail names the caller, also when refused below.
+		audit.SetAgent(r.Context(), auth.Principal{Subject: t.Subject, Role: string(t.Role), Org: t.Org})
+		if err := h.checkTokenLimits(t, r); err != nil { // expiry and SMART scopes (smart.go)
+			return err
+		}
 		for _, role := range roles {
 			if t.Role == role {
-				ctx := auth.WithPrincipal(r.Context(), auth.Principal{Subject: t.Subject, Role: string(t.Role)})
+				ctx := auth.WithPrincipal(r.Context(), auth.Principal{Subject: t.Subject, Role: string(t.Role), Org: t.Org, Scopes: t.Scopes})
+				if ctx, err = h.withPatientLink(ctx, t); err != nil { // access.go
+					return err
+				}
 				return fn(w, r.WithContext(ctx))
 			}
 		}

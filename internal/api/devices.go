@@ -57,8 +57,8 @@ type credentials struct {
 // closing the device's open connections so the old secret stops at once.
 func (h *Handler) postCredentials(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if _, err := h.cfg.Store.Device(r.Context(), id); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
+	if d, err := h.cfg.Store.Device(r.Context(), id); err != nil || store.OrgOrDefault(d.Org) != requestOrg(r) {
+		if err == nil || errors.Is(err, store.ErrNotFound) { // another organisation's device does not exist here
 			return &Error{Status: http.StatusNotFound, Detail: fmt.Sprintf("no device %q; create it with POST /fhir/Device first", id)}
 		}
 		return err

@@ -24,13 +24,14 @@ var streamPing = 15 * time.Second
 func (h *Handler) stream(w http.ResponseWriter, r *http.Request) error {
 	patient := r.URL.Query().Get("patient")
 	if patient != "" {
-		if _, err := h.cfg.Store.Patient(r.Context(), patient); err != nil {
-			return fmt.Errorf("load patient: %w", err)
+		if err := h.checkPatient(r, patient); err != nil {
+			return err
 		}
 	}
-	var filter func(live.Event) bool
-	if patient != "" {
-		filter = func(ev live.Event) bool { return ev.Patient == patient }
+	// Each subscriber gets only events of patients it may see (access.go).
+	filter, err := h.streamFilter(r, patient)
+	if err != nil {
+		return err
 	}
 	types, err := eventTypes(r.URL.Query().Get("events"))
 	if err != nil {

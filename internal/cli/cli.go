@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"runtime/debug"
 	"strings"
 )
@@ -24,8 +23,10 @@ func commands() []command {
 		{"bench", "load-test a Tend server over MQTT or HTTP and record the result", runBench},
 		{"simulate", "simulate patients and devices with scenarios; evaluate Tend's alarms against the ground truth", runSimulate},
 		{"migrate", "bring the database schema up to date and exit", runMigrate},
+		{"audit", "verify the tamper-evident audit trail (audit verify)", runAudit},
 		{"export", "write an embedded installation to a file, to move it to scale-out", runExport},
 		{"import", "load an export into a new store (PostgreSQL for scale-out)", runImport},
+		{"certs", "write a development CA and TLS certificates (tend certs dev)", runCerts},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", runHelp},
 	}
@@ -112,7 +113,12 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 			return
 		}
 		env := "TEND_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(env); ok {
+		v, ok, e := lookupEnv(env) // or TEND_<FLAG>_FILE
+		if e != nil {
+			err = e
+			return
+		}
+		if ok {
 			if e := f.Value.Set(v); e != nil {
 				err = fmt.Errorf("environment %s: %w", env, e)
 			}

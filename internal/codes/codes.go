@@ -78,6 +78,10 @@ const (
 	LeadOff     = "lead-off"
 	Fall        = "fall"
 	PanicButton = "panic"
+	// Medication events of a pill dispenser: a scheduled dose was taken
+	// from it, or its window passed without the dose being taken.
+	DoseTaken  = "dose-taken"
+	DoseMissed = "dose-missed"
 	// Measurement-condition flags a device reports with a reading (set only,
 	// at the reading's time): they qualify the reading beside them.
 	BodyMovement     = "body-movement"
@@ -164,6 +168,10 @@ var table = []Code{
 		Aliases: []string{"fall_detected"}, Min: 0, Max: 1},
 	{LOINC: PanicButton, System: SystemTend, Display: "Panic button pressed (1)", Unit: "{flag}",
 		Aliases: []string{"panic_button", "sos"}, Min: 0, Max: 1},
+	{LOINC: DoseTaken, System: SystemTend, Display: "Scheduled dose taken (1)", Unit: "{flag}",
+		Aliases: []string{"dose_taken"}, Min: 0, Max: 1},
+	{LOINC: DoseMissed, System: SystemTend, Display: "Scheduled dose missed (1)", Unit: "{flag}",
+		Aliases: []string{"dose_missed", "missed_dose"}, Min: 0, Max: 1},
 	{LOINC: BodyMovement, System: SystemTend, Display: "Body movement during the measurement (1)", Unit: "{flag}",
 		Aliases: []string{"body_movement"}, Min: 0, Max: 1},
 	{LOINC: CuffLoose, System: SystemTend, Display: "Blood pressure cuff too loose (1)", Unit: "{flag}",

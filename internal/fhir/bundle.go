@@ -6,6 +6,8 @@ import (
 	"maps"
 	"net/http"
 	"strconv"
+
+	"github.com/tendhealth/tend/internal/store"
 )
 
 // Bundle is a searchset Bundle.
@@ -128,6 +130,9 @@ func (h *handler) readObservation(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	s, err := h.store.Sample(r.Context(), id)
+	if err == nil {
+		err = checkPatientID(r.Context(), h.store, s.Patient)
+	}
 	if err != nil {
 		return fmt.Errorf("read observation: %w", err)
 	}
@@ -145,7 +150,16 @@ func (h *handler) searchPatients(w http.ResponseWriter, r *http.Request) error {
 		// The store has no count-only call for patients; ask for one row.
 		limit = 1
 	}
-	patients, total, err := h.store.Patients(r.Context(), s.Identifier, limit, s.Offset)
+	var patients []store.Patient
+	var total int
+	if sc := scopeOf(r.Context()); sc != nil {
+		// Only the caller's patients are read and counted (scope.go).
+		f := sc.PatientFilter()
+		f.Identifier, f.Limit, f.Offset = s.Identifier, limit, s.Offset
+		patients, total, err = h.store.SearchPatients(r.Context(), f)
+	} else {
+		patients, total, err = h.store.Patients(r.Context(), s.Identifier, limit, s.Offset)
+	}
 	if err != nil {
 		return fmt.Errorf("search patients: %w", err)
 	}

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tendhealth/tend/internal/access"
 	"github.com/tendhealth/tend/internal/store"
 )
 
@@ -48,6 +49,9 @@ type Config struct {
 	// VisibleWait bounds how long a create waits for its durable readings
 	// to become readable so the answer can carry their ids; default 5 s.
 	VisibleWait time.Duration
+	// Access, when set, scopes every request to its caller's patients and
+	// organisation (scope.go); nil serves everything.
+	Access *access.Policy
 }
 
 type handler struct {
@@ -60,12 +64,13 @@ type handler struct {
 
 	committer   Committer
 	visibleWait time.Duration
+	access      *access.Policy
 }
 
 // NewHandler returns the FHIR API, to be mounted at /fhir/.
 func NewHandler(cfg Config) http.Handler {
 	h := &handler{store: cfg.Store, now: cfg.Now, log: cfg.Logger, onDevice: cfg.OnDeviceChanged, newID: cfg.NewID, mux: http.NewServeMux(),
-		committer: cfg.Commit, visibleWait: cfg.VisibleWait}
+		committer: cfg.Commit, visibleWait: cfg.VisibleWait, access: cfg.Access}
 	if h.visibleWait <= 0 {
 		h.visibleWait = defaultVisibleWait
 	}
@@ -97,7 +102,7 @@ func NewHandler(cfg Config) http.Handler {
 	h.mux.HandleFunc("/fhir/", func(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, errorf(http.StatusNotFound, "not-supported", "no such FHIR endpoint"))
 	})
-	return h.mux
+	return h.scoped(h.mux)
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
@@ -231,7 +236,7 @@ func (h *handler) createPatient(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id := h.newID()
-	p := store.Patient{ID: id, Identifiers: ids, Resource: obj.stamp("Patient", id, 0, time.Time{})}
+	p := store.Patient{ID: id, Org: callerOrg(r.Context()), Identifiers: ids, Resource: obj.stamp("Patient", id, 0, time.Time{})}
 	if err := h.store.CreatePatient(r.Context(), &p); err != nil {
 		return fmt.Errorf("create patient: %w", err)
 	}
@@ -258,7 +263,7 @@ func (h *handler) updatePatient(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	cur, err := h.store.Patient(r.Context(), id)
+	cur, err := visiblePatient(r.Context(), h.store, id)
 	if err != nil {
 		return fmt.Errorf("update patient: %w", err)
 	}
@@ -277,7 +282,7 @@ func (h *handler) readPatient(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, err := h.store.Patient(r.Context(), id)
+	p, err := visiblePatient(r.Context(), h.store, id)
 	if err != nil {
 		return fmt.Errorf("read patient: %w", err)
 	}
@@ -319,6 +324,7 @@ func (h *handler) createDevice(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	d.ID = h.newID()
+	d.Org = callerOrg(r.Context())
 	d.Resource = obj.stamp("Device", d.ID, 0, time.Time{})
 	if err := h.store.CreateDevice(r.Context(), &d, h.now()); err != nil {
 		return fmt.Errorf("create device: %w", err)
@@ -344,6 +350,9 @@ func (h *handler) updateDevice(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	cur, err := h.store.Device(r.Context(), id)
+	if err == nil {
+		err = checkDevice(r.Context(), cur)
+	}
 	if err != nil {
 		return fmt.Errorf("update device: %w", err)
 	}
@@ -380,7 +389,7 @@ func (h *handler) parseDevice(ctx context.Context, body []byte) (object, store.D
 		return nil, store.Device{}, err
 	}
 	if patient != "" {
-		if _, err := h.store.Patient(ctx, patient); errors.Is(err, store.ErrNotFound) {
+		if _, err := visiblePatient(ctx, h.store, patient); errors.Is(err, store.ErrNotFound) {
 			return nil, store.Device{}, errorf(http.StatusUnprocessableEntity, "processing", "Device.patient references a patient that does not exist")
 		} else if err != nil {
 			return nil, store.Device{}, fmt.Errorf("check device patient: %w", err)
@@ -395,6 +404,9 @@ func (h *handler) readDevice(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	d, err := h.store.Device(r.Context(), id)
+	if err == nil {
+		err = checkDevice(r.Context(), d)
+	}
 	if err != nil {
 		return fmt.Errorf("read device: %w", err)
 	}

@@ -189,7 +189,7 @@ func (c *refChecker) check(ctx context.Context, in obsInput) error {
 	}
 	rd := in.reading
 	if err := look("Patient", rd.Patient, in.path+".subject", func() error {
-		_, err := c.store.Patient(ctx, rd.Patient)
+		_, err := visiblePatient(ctx, c.store, rd.Patient) // another organisation's patient does not exist here
 		return err
 	}); err != nil {
 		return err
@@ -198,7 +198,10 @@ func (c *refChecker) check(ctx context.Context, in obsInput) error {
 		return nil
 	}
 	if err := look("Device", rd.Device, in.path+".device", func() error {
-		_, err := c.store.Device(ctx, rd.Device)
+		d, err := c.store.Device(ctx, rd.Device)
+		if err == nil {
+			err = checkDevice(ctx, d)
+		}
 		return err
 	}); err != nil {
 		return err

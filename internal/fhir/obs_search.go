@@ -26,6 +26,9 @@ func (h *handler) searchObservations(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
+	if err := h.scopeSearch(r.Context(), &s); err != nil {
+		return err
+	}
 	page, err := h.findObservations(r.Context(), s)
 	if err != nil {
 		return err
@@ -97,6 +100,7 @@ func (h *handler) findObservations(ctx context.Context, s ObservationSearch) (ob
 func (h *handler) findObservationsByID(ctx context.Context, s ObservationSearch) (obsPage, error) {
 	windows := s.Windows()
 	var matched []store.Sample
+	seen := map[string]bool{}
 	for _, id := range s.IDs {
 		smp, err := h.store.Sample(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
@@ -104,6 +108,11 @@ func (h *handler) findObservationsByID(ctx context.Context, s ObservationSearch)
 		}
 		if err != nil {
 			return obsPage{}, fmt.Errorf("read observation: %w", err)
+		}
+		if ok, err := sampleVisible(ctx, h.store, smp.Patient, seen); err != nil {
+			return obsPage{}, fmt.Errorf("read observation: %w", err)
+		} else if !ok {
+			continue // outside the caller's scope: as if it did not exist
 		}
 		if (s.Patient != "" && smp.Patient != s.Patient) ||
 			(len(s.Codes) > 0 && !slices.Contains(s.Codes, smp.Code)) ||
@@ -169,6 +178,9 @@ func (h *handler) addObservations(r *http.Request, b *Bundle, samples []store.Sa
 		}
 		if err != nil {
 			return fmt.Errorf("include device: %w", err)
+		}
+		if checkDevice(r.Context(), d) != nil {
+			continue // now of another patient or organisation
 		}
 		raw, err := renderStored("Device", d.ID, d.Resource, d.Version, d.Updated)
 		if err != nil {
@@ -260,6 +272,9 @@ func (h *handler) lastn(w http.ResponseWriter, r *http.Request) error {
 	if s.Patient == "" || len(s.IDs) > 0 || s.Cursor != "" || s.Offset != 0 {
 		return invalid("$lastn needs patient and takes no _id, _cursor or _offset")
 	}
+	if err := h.scopeSearch(r.Context(), &s); err != nil {
+		return err
+	}
 	var samples []store.Sample
 	if !s.NoMatch {
 		latest, err := h.store.Latest(r.Context(), s.Patient)
@@ -307,7 +322,7 @@ func (h *handler) everything(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, err := h.store.Patient(r.Context(), id)
+	p, err := visiblePatient(r.Context(), h.store, id)
 	if err != nil {
 		return fmt.Errorf("everything: %w", err)
 	}

@@ -107,6 +107,9 @@ func (p *Pipeline) InvalidateDevice(id string) {
 // Authenticate checks a device's secret. Unknown devices and wrong secrets
 // give the same error so a caller cannot probe which devices exist.
 func (p *Pipeline) Authenticate(ctx context.Context, device, secret string) error {
+	if !store.ValidDeviceID(device) {
+		return ErrBadCredentials // no such device can exist; do not look it up
+	}
 	hash, err := p.Registry.DeviceSecret(ctx, device)
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrBadCredentials

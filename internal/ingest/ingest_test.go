@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tendhealth/tend/internal/auth"
 	"github.com/tendhealth/tend/internal/mqtt"
 	"github.com/tendhealth/tend/internal/reading"
 	"github.com/tendhealth/tend/internal/store"
@@ -180,5 +181,18 @@ func TestMQTTTopicsAndRejections(t *testing.T) {
 	}
 	if err := a.Authenticate(ctx, "c", "dev", []byte("x")); !errors.Is(err, mqtt.ErrBadCredentials) {
 		t.Fatalf("device without a secret: %v", err)
+	}
+	// Ids with MQTT or NATS wildcards or separators are refused even if a
+	// store (say, an old import) held such a device with a valid secret.
+	for _, id := range []string{"+", "#", "dev/x", "dev.x", "*", ">"} {
+		if err := st.CreateDevice(ctx, &store.Device{ID: id, Resource: []byte(`{}`)}, now); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.SetDeviceSecret(ctx, id, auth.HashSecret("s3cret")); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Authenticate(ctx, "c", id, []byte("s3cret")); !errors.Is(err, mqtt.ErrBadCredentials) {
+			t.Errorf("device id %q: %v, want bad credentials", id, err)
+		}
 	}
 }

@@ -13,6 +13,7 @@ package mllp
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +61,9 @@ type Server struct {
 	MaxConns int
 	Logger   *slog.Logger
 	Now      func() time.Time // ACK times of the fallback handler
+	// TLSConfig, when set, makes the listener speak MLLP over TLS only;
+	// the handshake must complete within ReadTimeout.
+	TLSConfig *tls.Config
 
 	ln     net.Listener
 	ctx    context.Context
@@ -98,6 +102,9 @@ func (s *Server) Start(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.Addr)
 	if err != nil {
 		return fmt.Errorf("mllp listen %s: %w", s.Addr, err)
+	}
+	if s.TLSConfig != nil {
+		ln = tls.NewListener(ln, s.TLSConfig)
 	}
 	s.ln = ln
 	s.ctx, s.cancel = context.WithCancel(ctx)
@@ -160,6 +167,16 @@ func (s *Server) accept() {
 // serve reads frames and hands them over in order; a writer goroutine
 // sends the ACKs in the same order as they become ready.
 func (s *Server) serve(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		// Explicitly, so that a slow handshake has the message deadline
+		// rather than the idle one.
+		c.SetDeadline(time.Now().Add(s.ReadTimeout))
+		if err := tc.HandshakeContext(s.ctx); err != nil {
+			s.Logger.Debug("mllp TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+			return
+		}
+		c.SetDeadline(time.Time{})
+	}
 	acks := make(chan func() []byte, s.Window)
 	writerDone := make(chan struct{})
 	go func() {

@@ -35,6 +35,7 @@ package mqtt
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -99,8 +100,15 @@ type Server struct {
 	ConnectTimeout time.Duration    // first packet must be CONNECT within this; default 10 s
 	Now            func() time.Time // Message.Received; default time.Now
 	Metrics        Metrics
+	// TLSAddr, with TLSConfig, is a second listener for MQTT over TLS
+	// (port 8883 by convention) that shares sessions, downlink and limits
+	// with the plain one. With TLSAddr set, an empty Addr means TLS only.
+	// The TLS handshake falls within ConnectTimeout.
+	TLSAddr   string
+	TLSConfig *tls.Config
 
-	ln       net.Listener
+	ln       net.Listener // plain; nil when TLS only
+	tlsLn    net.Listener
 	ctx      context.Context // handlers run under it; cancelled by Close
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // accept loop, connections and handler calls
@@ -139,17 +147,38 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
-	ln, err := net.Listen("tcp", s.Addr)
-	if err != nil {
-		return fmt.Errorf("mqtt: listen on %s: %w", s.Addr, err)
+	if s.TLSAddr != "" && s.TLSConfig == nil {
+		return errors.New("mqtt: TLSAddr needs a TLSConfig")
 	}
-	s.ln = ln
+	if s.Addr != "" || s.TLSAddr == "" {
+		ln, err := net.Listen("tcp", s.Addr)
+		if err != nil {
+			return fmt.Errorf("mqtt: listen on %s: %w", s.Addr, err)
+		}
+		s.ln = ln
+	}
+	if s.TLSAddr != "" {
+		ln, err := net.Listen("tcp", s.TLSAddr)
+		if err != nil {
+			if s.ln != nil {
+				s.ln.Close()
+				s.ln = nil
+			}
+			return fmt.Errorf("%w on %s: %w", ErrTLSListen, s.TLSAddr, err)
+		}
+		s.tlsLn = tls.NewListener(ln, s.TLSConfig)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.conns = make(map[*conn]struct{})
 	s.sessions = make(map[sessionKey]*conn)
 	s.users = make(map[string]map[*conn]struct{})
-	s.wg.Add(1)
-	go s.acceptLoop()
+	for _, ln := range []net.Listener{s.ln, s.tlsLn} {
+		if ln != nil {
+			s.wg.Add(1)
+			go s.acceptLoop(ln)
+			s.Logger.Info("mqtt listening", "addr", ln.Addr().String(), "tls", ln == s.tlsLn)
+		}
+	}
 	if ctx.Done() != nil {
 		s.wg.Add(1)
 		go func() {
@@ -161,8 +190,20 @@ func (s *Server) Start(ctx context.Context) error {
 			}
 		}()
 	}
-	s.Logger.Info("mqtt listening", "addr", ln.Addr().String())
 	return nil
+}
+
+// ErrTLSListen marks a failure to bind TLSAddr, so that callers can name
+// the right setting.
+var ErrTLSListen = errors.New("mqtt: TLS listen")
+
+// TLSListenAddr returns the bound address of the TLS listener (nil when
+// there is none).
+func (s *Server) TLSListenAddr() net.Addr {
+	if s.tlsLn == nil {
+		return nil
+	}
+	return s.tlsLn.Addr()
 }
 
 // ListenAddr returns the bound address (nil before Start).
@@ -173,11 +214,11 @@ func (s *Server) ListenAddr() net.Addr {
 	return s.ln.Addr()
 }
 
-func (s *Server) acceptLoop() {
+func (s *Server) acceptLoop(ln net.Listener) {
 	defer s.wg.Done()
 	var backoff time.Duration
 	for {
-		nc, err := s.ln.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
 			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -260,7 +301,7 @@ func (s *Server) Disconnect(username string) int {
 // Close stops accepting, closes all connections and waits for connection
 // goroutines and in-flight handler calls (whose context it cancels).
 func (s *Server) Close() error {
-	if s.ln == nil {
+	if s.ln == nil && s.tlsLn == nil {
 		return nil
 	}
 	s.shutdown()
@@ -280,7 +321,12 @@ func (s *Server) shutdown() {
 		all = append(all, c)
 	}
 	s.mu.Unlock()
-	s.ln.Close()
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	if s.tlsLn != nil {
+		s.tlsLn.Close()
+	}
 	for _, c := range all {
 		c.kill(reasonServerShuttingDown)
 	}

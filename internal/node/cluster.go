@@ -47,7 +47,7 @@ func (n *Node) startWork(ctx context.Context) error {
 	}
 	w := &work{n: n}
 	n.work = w
-	w.table = lease.New(lease.Config{JetStream: js, Node: id, Names: append(evaluator.PartNames(), storeWriterLease),
+	w.table = lease.New(lease.Config{JetStream: js, Node: id, Names: append(append(evaluator.PartNames(), storeWriterLease), n.cfg.HL7Forward.leases()...),
 		Replicas: n.stream.Replicas(), Acquired: w.acquired, Release: w.release, Lost: w.release, Logger: n.cfg.Logger})
 	if err := w.table.Start(ctx); err != nil {
 		return fmt.Errorf("share work with other nodes: %w", err)
@@ -57,6 +57,10 @@ func (n *Node) startWork(ctx context.Context) error {
 }
 
 func (w *work) acquired(name string) {
+	if name == hl7ForwarderLease {
+		w.n.startForwarder()
+		return
+	}
 	if name != storeWriterLease {
 		w.n.alarms.evaluator.Acquire(name)
 		return
@@ -74,6 +78,10 @@ func (w *work) acquired(name string) {
 // release stops leased work, handed over or lost alike: the evaluator saves
 // a part's state first when it can, the store writer finishes its batch.
 func (w *work) release(name string) {
+	if name == hl7ForwarderLease {
+		w.n.stopForwarder()
+		return
+	}
 	if name != storeWriterLease {
 		w.n.alarms.evaluator.Release(name)
 		return

@@ -24,11 +24,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tendhealth/tend/internal/access"
 	"github.com/tendhealth/tend/internal/api"
+	"github.com/tendhealth/tend/internal/audit"
 	"github.com/tendhealth/tend/internal/commit"
 	"github.com/tendhealth/tend/internal/fhir"
 	"github.com/tendhealth/tend/internal/hl7/inbound"
 	"github.com/tendhealth/tend/internal/hl7/pcd"
+	"github.com/tendhealth/tend/internal/httpguard"
 	"github.com/tendhealth/tend/internal/ingest"
 	"github.com/tendhealth/tend/internal/live"
 	"github.com/tendhealth/tend/internal/mllp"
@@ -38,6 +41,7 @@ import (
 	"github.com/tendhealth/tend/internal/store/postgres"
 	"github.com/tendhealth/tend/internal/store/sqlite"
 	"github.com/tendhealth/tend/internal/stream"
+	"github.com/tendhealth/tend/internal/tlsconf"
 )
 
 // Off disables a listener.
@@ -64,6 +68,25 @@ type Config struct {
 	// MLLPAutoRegister registers a device for an unknown HL7 equipment id
 	// (OBX-18) instead of refusing the message.
 	MLLPAutoRegister bool
+	// HL7Forward sends readings to an EHR as HL7 ORU^R01; off when Addr is "".
+	HL7Forward HL7Forward
+	// HL7ADTBind binds the devices registered at a location to the patient
+	// an ADT message puts there, and unbinds them when the patient leaves.
+	HL7ADTBind bool
+
+	// TLS is the server certificate of every listener; when set, HTTP and
+	// MLLP speak TLS only, and MQTT over TLS listens on MQTTTLSAddr beside
+	// plain MQTT.
+	TLS         tlsconf.Files
+	MQTTTLSAddr string           // "" or Off: no MQTT over TLS
+	HTTPGuard   httpguard.Config // HTTP limits and timeouts; the zero value limits nothing
+	// NATSEncryptionKey encrypts the embedded JetStream store at rest.
+	NATSEncryptionKey string
+	// SessionIdle signs a dashboard user out after this long without a
+	// request (0: web.DefaultSessionIdle).
+	SessionIdle time.Duration
+	// RequireTOTP lists roles that must sign in with an authenticator app.
+	RequireTOTP []store.Role
 }
 
 // Node is one running Tend process.
@@ -83,7 +106,10 @@ type Node struct {
 	registry        *prometheus.Registry
 	alarms          *alarms
 	hub             *live.Hub
-	liveNC          *nats.Conn // live fan-out between nodes; nil when embedded
+	auditLog        *audit.Log        // the node's writer of the audit trail (audit.go)
+	liveNC          *nats.Conn        // live fan-out between nodes; nil when embedded
+	tls             *tlsconf.Reloader // nil when the listeners are plain
+	forwarding      *hl7Fwd           // HL7 forwarding to an EHR; nil when off
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -110,6 +136,8 @@ type Addrs struct {
 	HTTP string `json:"http,omitempty"`
 	MQTT string `json:"mqtt,omitempty"`
 	MLLP string `json:"mllp,omitempty"`
+	// MQTTTLS is MQTT over TLS.
+	MQTTTLS string `json:"mqtt_tls,omitempty"`
 }
 
 // Start opens the store and stream, starts every listener, and writes
@@ -135,10 +163,21 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 
-	n.stream = stream.New(stream.Config{Dir: filepath.Join(cfg.DataDir, "stream"), URLs: cfg.NATSURLs, Logger: log, Registerer: n.registry,
+	if cfg.TLS.Enabled() {
+		if n.tls, err = tlsconf.Load(cfg.TLS, tlsconf.Options{Logger: log}); err != nil {
+			return err
+		}
+	}
+	if cfg.NATSEncryptionKey != "" && len(cfg.NATSURLs) > 0 {
+		return errors.New("the NATS encryption key applies to embedded NATS only; encrypt external servers in their own configuration")
+	}
+	n.stream = stream.New(stream.Config{EncryptionKey: cfg.NATSEncryptionKey, Dir: filepath.Join(cfg.DataDir, "stream"), URLs: cfg.NATSURLs, Logger: log, Registerer: n.registry,
 		Replicas: cfg.NATSReplicas, Credentials: cfg.NATSCreds, NKeySeedFile: cfg.NATSNKeySeed, TLS: cfg.NATSTLS,
-		Durables: []string{recorder.DefaultDurable}})
+		Durables: append([]string{recorder.DefaultDurable}, cfg.HL7Forward.durables()...)})
 	if err := n.stream.Start(ctx); err != nil {
+		if cfg.NATSEncryptionKey != "" {
+			return fmt.Errorf("start stream (is the NATS encryption key the one this data directory was written with?): %w", err)
+		}
 		return fmt.Errorf("start stream: %w", err)
 	}
 	commitMetrics, err := commit.NewMetrics(n.registry)
@@ -158,15 +197,25 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 
-	if cfg.MQTTAddr != Off {
+	mqttTLS := n.tls != nil && cfg.MQTTTLSAddr != "" && cfg.MQTTTLSAddr != Off
+	if cfg.MQTTAddr != Off || mqttTLS {
 		adapter := ingest.MQTT{P: n.pipeline}
 		mm, err := mqtt.NewPrometheusMetrics(n.registry)
 		if err != nil {
 			return err
 		}
 		n.mqtt = &mqtt.Server{Addr: cfg.MQTTAddr, Auth: adapter, Handler: adapter, Logger: log, Now: cfg.Now, Metrics: mm}
+		if cfg.MQTTAddr == Off {
+			n.mqtt.Addr = "" // TLS only
+		}
+		if mqttTLS {
+			n.mqtt.TLSAddr, n.mqtt.TLSConfig = cfg.MQTTTLSAddr, n.tls.ServerConfig()
+		}
 		if err := n.mqtt.Start(runCtx); err != nil {
 			n.mqtt = nil
+			if errors.Is(err, mqtt.ErrTLSListen) {
+				return listenError("mqtt-tls", cfg.MQTTTLSAddr, err)
+			}
 			return listenError("mqtt", cfg.MQTTAddr, err)
 		}
 	}
@@ -176,6 +225,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	// Then the leased work: rule partitions and the store writer.
 	n.stream.AddFloor(n.alarms.evaluator.Floor)
+	if err := n.prepareForwarding(); err != nil {
+		return err
+	}
 	if err := n.startWork(runCtx); err != nil {
 		return err
 	}
@@ -188,8 +240,14 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		// ingest path; refusals go to its dead-letter store.
 		h := &inbound.Handler{Registry: n.store, Commit: n.commit, DeadLetters: n.pipeline, Alarms: n.alarms.service,
 			AutoRegister: cfg.MLLPAutoRegister, Limits: pcd.DefaultLimits, Now: cfg.Now, Logger: log, Metrics: hm}
+		if cfg.HL7ADTBind {
+			h.Bind = &inbound.LocationBinder{Store: n.store, OnDeviceChanged: n.pipeline.InvalidateDevice, Logger: log}
+		}
 		n.pipeline.Replayers = map[string]func(context.Context, ingest.Request) (int, error){inbound.ContentType: h.Replay}
 		n.mllp = &mllp.Server{Addr: cfg.MLLPAddr, Handler: h, Logger: log}
+		if n.tls != nil {
+			n.mllp.TLSConfig = n.tls.ServerConfig()
+		}
 		if err := n.mllp.Start(runCtx); err != nil {
 			n.mllp = nil
 			return listenError("mllp", cfg.MLLPAddr, err)
@@ -201,29 +259,44 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			kickers = append(kickers, n.mqtt)
 		}
 		fh := fhir.NewHandler(fhir.Config{Store: n.store, Now: cfg.Now, Logger: log, OnDeviceChanged: n.pipeline.InvalidateDevice,
-			Commit: n.commit})
+			Commit: n.commit, Access: access.New(n.store, cfg.Now)})
+		checker, sessionKey, err := n.signInChecker() // people.go
+		if err != nil {
+			return err
+		}
 		h := api.New(api.Config{
 			Store: n.store, Ingest: n.pipeline, FHIR: fh, Ready: n.readyErr, Kickers: kickers, Now: cfg.Now, Logger: log,
 			Metrics: promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}),
 			Alarms:  n.alarms.service, AlarmStore: n.alarms.db, Profiles: n.alarms.profiles, Live: n.hub,
+			AuditEvents: n.auditEvents(),
+			SignIn:      checker,
 		})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
 			return listenError("http", cfg.HTTPAddr, err)
 		}
 		n.httpLn = ln
-		root, err := n.withDashboard(h, kickers)
+		root, err := n.withDashboard(h, kickers, checker, sessionKey)
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		n.http = &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		guard := httpguard.New(cfg.HTTPGuard, n.auditing(root)) // every PHI request is audited, fail-closed
+		n.http = &http.Server{Handler: guard, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		guard.ConfigureServer(n.http)
+		if n.tls != nil {
+			n.http.TLSConfig = n.tls.ServerConfig()
+		}
 		n.http.RegisterOnShutdown(n.hub.Close) // ends live streams so Shutdown need not wait for them
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serve := n.http.Serve
+			if n.tls != nil {
+				// The certificate comes from TLSConfig; ServeTLS adds HTTP/2.
+				serve = func(ln net.Listener) error { return n.http.ServeTLS(ln, "", "") }
+			}
+			if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("HTTP server stopped", "err", err)
 			}
 		}()
@@ -240,7 +313,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.mu.Lock()
 	n.ready = true
 	n.mu.Unlock()
-	log.Info("tend is listening", "http", orOff(addrs.HTTP), "mqtt", orOff(addrs.MQTT), "mllp", orOff(addrs.MLLP), "data", cfg.DataDir)
+	log.Info("tend is listening", "http", orOff(addrs.HTTP), "mqtt", orOff(addrs.MQTT), "mllp", orOff(addrs.MLLP),
+		"mqtt_tls", orOff(addrs.MQTTTLS), "tls", n.tls != nil, "data", cfg.DataDir)
 	return nil
 }
 
@@ -380,7 +454,12 @@ func (n *Node) Addrs() Addrs {
 		a.HTTP = dialable(n.httpLn.Addr())
 	}
 	if n.mqtt != nil {
-		a.MQTT = dialable(n.mqtt.ListenAddr())
+		if la := n.mqtt.ListenAddr(); la != nil {
+			a.MQTT = dialable(la)
+		}
+		if la := n.mqtt.TLSListenAddr(); la != nil {
+			a.MQTTTLS = dialable(la)
+		}
 	}
 	if n.mllp != nil {
 		a.MLLP = dialable(n.mllp.ListenAddr())

@@ -3,22 +3,19 @@ package node
 import (
 	"fmt"
 	"net/http"
-	"path/filepath"
 
 	"github.com/tendhealth/tend/internal/api"
+	"github.com/tendhealth/tend/internal/signin"
 	"github.com/tendhealth/tend/internal/web"
 )
 
 // withDashboard serves the web dashboard at / beside the API (which keeps
 // /api, /fhir, /healthz, /readyz and /metrics). Its session key lives in
-// the data directory, so a restart signs nobody out.
-func (n *Node) withDashboard(apiHandler http.Handler, kickers []api.Kicker) (http.Handler, error) {
-	key, err := web.LoadOrCreateKey(filepath.Join(n.cfg.DataDir, "web-session.key"))
-	if err != nil {
-		return nil, err
-	}
+// the data directory; sessions are in the store, so a restart signs nobody
+// out and signing out ends a session on every node.
+func (n *Node) withDashboard(apiHandler http.Handler, kickers []api.Kicker, checker *signin.Checker, key []byte) (http.Handler, error) {
 	cfg := web.Config{Store: n.store, Live: n.hub, SessionKey: key, OnDeviceChanged: n.pipeline.InvalidateDevice,
-		Now: n.cfg.Now, Logger: n.cfg.Logger}
+		Now: n.cfg.Now, Logger: n.cfg.Logger, SignIn: checker, SessionIdle: n.cfg.SessionIdle}
 	if n.alarms != nil {
 		cfg.Alarms, cfg.AlarmStore, cfg.Profiles = n.alarms.service, n.alarms.db, n.alarms.profiles
 	}

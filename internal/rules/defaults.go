@@ -63,6 +63,7 @@ var (
 		{ID: "clock-skew", Name: "Device clock runs ahead", Kind: KindClockSkew, Window: d(2 * time.Minute), Priority: PriorityLow},
 		{ID: "fall", Name: "Fall detected", Kind: KindEvent, Code: codes.Fall, Op: ">=", Value: 1, Priority: PriorityHigh},
 		{ID: "panic", Name: "Panic button pressed", Kind: KindEvent, Code: codes.PanicButton, Op: ">=", Value: 1, Priority: PriorityHigh},
+		{ID: "missed-dose", Name: "Dose missed", Kind: KindEvent, Code: codes.DoseMissed, Op: ">=", Value: 1, Priority: PriorityMedium},
 	}
 )
 

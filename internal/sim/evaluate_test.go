@@ -38,9 +38,10 @@ func TestEvaluate(t *testing.T) {
 				{"a", "spo2-low", at(14)}, {"a", "spo2-critical", at(12)},
 				{"b", "news2", at(81)}, // within the grace after the end
 				{"c", "fall", at(101)},
+				{"c", "missed-dose", at(220)},
 			},
-			want:   map[string][2]int{Hypoxia: {2, 2}, FallNoResponse: {1, 1}},
-			ttd:    map[string]time.Duration{Hypoxia: 2 * time.Minute, FallNoResponse: time.Minute},
+			want:   map[string][2]int{Hypoxia: {2, 2}, FallNoResponse: {1, 1}, MissedDoses: {1, 1}},
+			ttd:    map[string]time.Duration{Hypoxia: 2 * time.Minute, FallNoResponse: time.Minute, MissedDoses: 20 * time.Minute},
 			falses: 0,
 		},
 		{
@@ -77,8 +78,8 @@ func TestEvaluate(t *testing.T) {
 				if d, ok := tc.ttd[name]; ok && got.TTDMedian != d {
 					t.Errorf("%s: time to detection %s, want %s", name, got.TTDMedian, d)
 				}
-				if name == MissedDoses && got.Detectable {
-					t.Errorf("missed doses reported detectable")
+				if name == MissedDoses && !got.Detectable {
+					t.Errorf("missed doses reported not detectable")
 				}
 			}
 			if ev.FalseAlarms != tc.falses {

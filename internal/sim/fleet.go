@@ -19,7 +19,7 @@ const (
 	Glucometer    Kind = "glucometer"     // capillary glucose four times a day
 	CGM           Kind = "cgm"            // interstitial glucose every 5 min
 	PanicButton   Kind = "panic-button"   // battery; presses are events
-	PillDispenser Kind = "pill-dispenser" // battery only until Tend has a dose code
+	PillDispenser Kind = "pill-dispenser" // a dose taken or missed twice a day, battery
 )
 
 // Care settings of simulated patients (the alarm rule profile they get).

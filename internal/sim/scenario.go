@@ -23,6 +23,7 @@ const (
 	HypertensiveCrisis = "hypertensive-crisis"
 	HFWeightGain       = "hf-weight-gain"
 	FallNoResponse     = "fall"
+	PanicPress         = "panic"
 	MissedDoses        = "missed-doses"
 	BatteryDrain       = "battery-drain"
 	ClockSkew          = "clock-skew"
@@ -53,7 +54,8 @@ var scenarioKinds = map[string]scenarioKind{
 	HypertensiveCrisis: {90 * time.Minute, []Kind{Monitor, BPCuff}, []string{"sbp-high", "news2"}},
 	HFWeightGain:       {5 * 24 * time.Hour, []Kind{Scale}, []string{"weight-gain-3d"}},
 	FallNoResponse:     {30 * time.Minute, []Kind{Wearable}, []string{"fall"}},
-	MissedDoses:        {24 * time.Hour, []Kind{PillDispenser}, nil}, // Tend has no dose code yet
+	PanicPress:         {10 * time.Minute, []Kind{PanicButton}, []string{"panic"}},
+	MissedDoses:        {24 * time.Hour, []Kind{PillDispenser}, []string{"missed-dose"}},
 	BatteryDrain:       {3 * time.Hour, []Kind{Monitor, Wearable}, []string{"battery-low", "spo2-no-data", "hr-no-data"}},
 	ClockSkew:          {time.Hour, []Kind{Monitor, Wearable}, []string{"clock-skew"}},
 	ProbeOff:           {0, []Kind{Monitor}, []string{"sensor-off", "spo2-no-data"}},

@@ -30,6 +30,10 @@ var (
 	scaleHours       = []float64{7}
 	thermometerHours = []float64{7.1}
 	glucometerHours  = []float64{7.5, 12, 18, 22}
+	// A dispenser offers a dose at 08:00 and 20:00 and reports at the end
+	// of its 20-minute window whether the dose was taken.
+	doseReportHours = []float64{8 + 1.0/3, 20 + 1.0/3}
+	doseWindow      = 20 * time.Minute
 )
 
 // deviceState is the runtime state of one simulated device.
@@ -39,7 +43,8 @@ type deviceState struct {
 	nextSlow    time.Time // monitor: NIBP; wearable: steps
 	nextTemp    time.Time // monitor temperature
 	nextBattery time.Time
-	sensorOff   bool // last sensor-off state reported
+	sensorOff   bool      // last sensor-off state reported
+	built       time.Time // when the device's last message was built
 }
 
 // message is one payload a device sends.
@@ -83,6 +88,8 @@ func newSubject(idx int, p *Patient, seed uint64, start time.Time) *subject {
 			d.nextSlow, d.nextTemp = first, first
 		case Wearable:
 			d.nextSlow = first.Add(15 * time.Minute)
+		case PillDispenser:
+			first = nextDaily(start, doseReportHours) // it speaks when a dose window ends
 		}
 		d.next, d.nextBattery = first, first
 	}
@@ -144,6 +151,16 @@ func (s *subject) deviceEpisode(dev int, name string, t time.Time) *episode {
 		}
 	}
 	return nil
+}
+
+// activeEpisode reports whether a patient scenario is under way at t.
+func (s *subject) activeEpisode(name string, t time.Time) bool {
+	for _, e := range s.episodes {
+		if e.device < 0 && e.scenario == name && e.activeAt(t) {
+			return true
+		}
+	}
+	return false
 }
 
 // dueAt returns the earliest next message of the patient's devices.
@@ -319,7 +336,21 @@ func (s *subject) build(i int, d *deviceState, t time.Time) ([]byte, int) {
 		// jumping between readings; white noise would fake fast falls.
 		s.cgmErr = 0.85*s.cgmErr + 0.012*s.rng.NormFloat64()
 		m.add(codes.InterstitialGlucose, "mg/dL", measure(v.glucose*(1+s.cgmErr)+1.5*s.rng.NormFloat64(), 40, 400, 1), at(t))
+	case PillDispenser:
+		if s.activeEpisode(MissedDoses, t) {
+			m.add(codes.DoseMissed, "{flag}", 1, at(t))
+		} else {
+			taken := t.Add(-doseWindow).Add(time.Duration(1+s.rng.IntN(15)) * time.Minute)
+			m.add(codes.DoseTaken, "{flag}", 1, at(taken))
+		}
+	case PanicButton:
+		for _, e := range s.episodes {
+			if e.scenario == PanicPress && e.start.After(d.built) && !e.start.After(t) {
+				m.add(codes.PanicButton, "{flag}", 1, at(e.start))
+			}
+		}
 	}
+	d.built = t
 	if !t.Before(d.nextBattery) {
 		m.add(codes.Battery, "%", measure(battery, 0, 100, 1), at(t))
 		d.nextBattery = t.Add(batteryEvery(kind))
@@ -393,6 +424,17 @@ func (s *subject) nextTime(kind Kind, prev, t time.Time) time.Time {
 		return nextDaily(t, thermometerHours)
 	case Glucometer:
 		return nextDaily(t, glucometerHours)
+	case PillDispenser:
+		return nextDaily(t, doseReportHours)
+	case PanicButton:
+		// A press is sent at once, between the periodic status messages.
+		next := t.Add(statusEvery)
+		for _, e := range s.episodes {
+			if e.scenario == PanicPress && e.start.After(t) && e.start.Before(next) {
+				next = e.start
+			}
+		}
+		return next
 	}
 	return t.Add(statusEvery)
 }

@@ -29,6 +29,7 @@ type Identifier struct {
 // written; the store indexes only what it searches on.
 type Patient struct {
 	ID          string
+	Org         string // owning organisation; "" is stored as DefaultOrg
 	Identifiers []Identifier
 	Resource    []byte
 	Version     int // starts at 1, +1 on every update
@@ -39,6 +40,7 @@ type Patient struct {
 // unbound); the full history is in Bindings.
 type Device struct {
 	ID          string
+	Org         string // owning organisation; "" is stored as DefaultOrg
 	Identifiers []Identifier
 	Patient     string
 	Resource    []byte
@@ -95,7 +97,15 @@ type Token struct {
 	Hash    []byte
 	Role    Role
 	Subject string // who it belongs to: a user id or "bootstrap"
+	Org     string // the organisation it acts in; "" is stored as DefaultOrg
 	Created time.Time
+	// Expires is when the token stops working; zero means never (API
+	// tokens from before OAuth, the bootstrap token).
+	Expires time.Time
+	// Scopes are the SMART scopes an OAuth access token was granted; nil
+	// means the role alone decides.
+	Scopes []string
+	Client string // the OAuth client it was issued to, "" for other tokens
 }
 
 // User is a person who signs in; passwords are kept only as argon2id hashes.
@@ -103,6 +113,8 @@ type User struct {
 	ID           string
 	Name         string
 	Role         Role
+	Org          string // the organisation the user belongs to; "" is stored as DefaultOrg
+	Patient      string // for the patient role: the patient the user is
 	PasswordHash string
 	Created      time.Time
 }
@@ -155,6 +167,9 @@ type DeadLetter struct {
 
 // Store is the persistence contract. Every method is safe for concurrent use.
 type Store interface {
+	People     // sessions, second factor, sign-in lockout (sessions.go)
+	AuditStore // tamper-evident audit trail (audit.go)
+
 	CreatePatient(ctx context.Context, p *Patient) error // sets Version and Updated
 	UpdatePatient(ctx context.Context, p *Patient) error // ErrNotFound if absent
 	Patient(ctx context.Context, id string) (Patient, error)
@@ -210,6 +225,11 @@ type Store interface {
 	DeadLetters(ctx context.Context, limit int, beforeID int64) ([]DeadLetter, error) // newest first
 	DeadLetter(ctx context.Context, id int64) (DeadLetter, error)
 	MarkReplayed(ctx context.Context, id int64, at time.Time) error
+
+	// Devices sharing an identifier, e.g. a bed location (devicelocation.go).
+	DeviceFinder
+	AccessStore
+	OAuthStore // SMART Backend Services clients and assertion ids (oauth.go)
 
 	Close() error
 }

@@ -126,8 +126,13 @@ type Config struct {
 	// TLS for external servers; the zero value means TLS only if a URL
 	// says tls:// (verified against the system roots). User and password
 	// may also be given in a URL.
-	TLS    TLS
-	Logger *slog.Logger
+	TLS TLS
+	// EncryptionKey, when set, encrypts the embedded JetStream store at
+	// rest (AES-GCM, keys derived from it by NATS). Losing it loses the
+	// unconsumed stream; changing it needs the old one once. External
+	// servers are configured by their operators.
+	EncryptionKey string
+	Logger        *slog.Logger
 	// Registerer receives the stream metrics; nil means no metrics.
 	Registerer prometheus.Registerer
 }
@@ -311,6 +316,10 @@ func (s *Stream) startEmbedded() (*server.Server, *nats.Conn, error) {
 		MaxPayload: MaxMessageSize,
 		NoSigs:     true, // the host process owns signal handling
 		NoLog:      true,
+	}
+	if s.cfg.EncryptionKey != "" {
+		opts.JetStreamKey = s.cfg.EncryptionKey
+		opts.JetStreamCipher = server.AES
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {

@@ -51,11 +51,18 @@ func (h *Handler) loadInbox(ctx context.Context, sess session) (inboxData, error
 	if err != nil {
 		return d, err
 	}
+	if open, err = h.visibleAlarms(ctx, open); err != nil { // access.go
+		return d, err
+	}
 	sortAlarms(open)
-	resolved, err := h.cfg.AlarmStore.Alarms(ctx, alarm.Filter{States: []alarm.State{alarm.Resolved}, Limit: 20})
+	resolved, err := h.cfg.AlarmStore.Alarms(ctx, alarm.Filter{States: []alarm.State{alarm.Resolved}, Limit: 200})
 	if err != nil {
 		return d, fmt.Errorf("list resolved alarms: %w", err)
 	}
+	if resolved, err = h.visibleAlarms(ctx, resolved); err != nil {
+		return d, err
+	}
+	resolved = resolved[:min(len(resolved), 20)]
 	names := map[string]string{}
 	name := func(id string) string {
 		if id == "" {
@@ -180,6 +187,9 @@ func (h *Handler) alarmAction(w http.ResponseWriter, r *http.Request) error {
 		do = h.cfg.Alarms.Snooze
 	default:
 		return &pageError{Status: http.StatusNotFound, Message: "There is no such alarm action."}
+	}
+	if err := h.checkAlarmAction(r.Context(), r.PathValue("id"), r.PathValue("action")); err != nil { // access.go
+		return err
 	}
 	if _, err := do(r.Context(), r.PathValue("id"), act); err != nil {
 		switch {

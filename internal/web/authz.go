@@ -6,9 +6,10 @@ import (
 )
 
 // permission is something a page or action needs. The table follows the
-// API's model (package api, authz.go): reading patients and alarms and
-// acting on alarms is open to the admin and integration roles; changing
-// configuration (devices, users) is admin only.
+// API's model (package api, authz.go, access.go): patients and alarms are
+// open to every role but auditors, each seeing only their own patients
+// (access.go); clinicians, nurses and caregivers (acknowledge only) act
+// on alarms; changing configuration (devices, users) is admin only.
 type permission int
 
 const (
@@ -24,13 +25,16 @@ var permissions = map[permission]struct {
 	roles []store.Role
 	what  string
 }{
-	permViewPatients:  {[]store.Role{store.RoleAdmin, store.RoleIntegration}, "view patients"},
-	permViewAlarms:    {[]store.Role{store.RoleAdmin, store.RoleIntegration}, "view alarms"},
-	permActOnAlarms:   {[]store.Role{store.RoleAdmin, store.RoleIntegration}, "act on alarms"},
-	permViewDevices:   {[]store.Role{store.RoleAdmin, store.RoleIntegration}, "view devices"},
+	permViewPatients:  {patientRoles, "view patients"},
+	permViewAlarms:    {patientRoles, "view alarms"},
+	permActOnAlarms:   {[]store.Role{store.RoleAdmin, store.RoleIntegration, store.RoleClinician, store.RoleNurse, store.RoleCaregiver}, "act on alarms"},
+	permViewDevices:   {[]store.Role{store.RoleAdmin, store.RoleIntegration, store.RoleClinician, store.RoleNurse}, "view devices"},
 	permManageDevices: {[]store.Role{store.RoleAdmin}, "register devices or issue their credentials"},
 	permManageUsers:   {[]store.Role{store.RoleAdmin}, "manage users"},
 }
+
+// patientRoles see patients (within their scope); auditors do not.
+var patientRoles = []store.Role{store.RoleAdmin, store.RoleIntegration, store.RoleClinician, store.RoleNurse, store.RoleCaregiver, store.RolePatient}
 
 func (p permission) allows(r store.Role) bool {
 	for _, role := range permissions[p].roles {

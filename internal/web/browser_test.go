@@ -21,6 +21,7 @@ import (
 	"github.com/tendhealth/tend/internal/auth"
 	"github.com/tendhealth/tend/internal/node"
 	"github.com/tendhealth/tend/internal/store"
+	"github.com/tendhealth/tend/internal/totp"
 )
 
 var updateScreenshots = flag.Bool("update-screenshots", false, "copy the browser test's screenshots to docs/screenshots")
@@ -299,6 +300,34 @@ func TestBrowser(t *testing.T) {
 	t.Run("admin", func(t *testing.T) {
 		must(t, ctx, "open users", chromedp.Navigate(base+"/admin/users"), chromedp.WaitVisible(chromedp.CSS(`#u-name`)))
 		screenshot(t, ctx, "admin-users")
+	})
+
+	t.Run("authenticator app", func(t *testing.T) {
+		must(t, ctx, "open account", chromedp.Navigate(base+"/account"), chromedp.WaitVisible(chromedp.CSS(`#totp-secret`)))
+		screenshot(t, ctx, "account")
+		key, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#totp-secret`)))
+		if err != nil {
+			t.Fatalf("read the key: %v", err)
+		}
+		secret, err := totp.DecodeSecret(key)
+		if err != nil {
+			t.Fatalf("key on the page %q: %v", key, err)
+		}
+		must(t, ctx, "switch it on",
+			chromedp.SendKeys(chromedp.CSS(`#totp-code`), totp.Generate(secret, time.Now())),
+			chromedp.Submit(chromedp.CSS(`#totp-code`)),
+			chromedp.WaitVisible(chromedp.CSS(`.totp-on`)))
+		must(t, ctx, "sign out",
+			chromedp.Click(chromedp.CSS(`.signout button`)),
+			chromedp.WaitVisible(chromedp.CSS(`#code`)))
+		// The next step's code: the enrolment used up this one, and the
+		// next is within the accepted window, so nothing waits for a step.
+		must(t, ctx, "sign in with a code",
+			chromedp.SendKeys(chromedp.CSS(`#username`), nurseName),
+			chromedp.SendKeys(chromedp.CSS(`#password`), nursePass),
+			chromedp.SendKeys(chromedp.CSS(`#code`), totp.Generate(secret, time.Now().Add(totp.Period))),
+			chromedp.Submit(chromedp.CSS(`#password`)),
+			chromedp.WaitVisible(chromedp.CSS(`.tiles`)))
 	})
 
 	for _, p := range console.problems() {

@@ -18,13 +18,6 @@ import (
 	"github.com/tendhealth/tend/internal/store"
 )
 
-// deviceLister is a store that can list every registered device. The
-// stores do not offer it yet; until they do the fleet is the devices that
-// sent readings of a patient, plus those registered here since start.
-type deviceLister interface {
-	Devices(ctx context.Context, limit, offset int) ([]store.Device, int, error)
-}
-
 // onlineWindow: a device heard from within it is shown online.
 const onlineWindow = 5 * time.Minute
 
@@ -84,7 +77,11 @@ func (h *Handler) loadDevices(ctx context.Context) (devicesData, error) {
 		battery string
 	}
 	seen := map[string]*heard{}
-	ps, err := h.patients.get(ctx)
+	sc, err := h.scope(ctx) // only the user's patients and their devices (access.go)
+	if err != nil {
+		return devicesData{}, err
+	}
+	ps, err := h.patients.get(ctx, sc.PatientFilter())
 	if err != nil {
 		return devicesData{}, err
 	}
@@ -111,30 +108,12 @@ func (h *Handler) loadDevices(ctx context.Context) (devicesData, error) {
 	}
 	var devs []store.Device
 	d := devicesData{}
-	if l, ok := h.cfg.Store.(deviceLister); ok {
-		if devs, _, err = l.Devices(ctx, 5000, 0); err != nil {
-			return d, fmt.Errorf("list devices: %w", err)
-		}
-		d.Complete = true
-	} else {
-		ids := map[string]bool{}
-		for id := range seen {
-			ids[id] = true
-		}
-		for _, id := range h.registered.list() {
-			ids[id] = true
-		}
-		for id := range ids {
-			dev, err := h.cfg.Store.Device(ctx, id)
-			if errors.Is(err, store.ErrNotFound) {
-				continue // derived readings (NEWS2) name no registered device
-			}
-			if err != nil {
-				return d, fmt.Errorf("load device: %w", err)
-			}
-			devs = append(devs, dev)
-		}
+	f := sc.DeviceFilter()
+	f.Limit = 5000
+	if devs, _, err = h.cfg.Store.SearchDevices(ctx, f); err != nil {
+		return d, fmt.Errorf("list devices: %w", err)
 	}
+	d.Complete = true
 	now := h.cfg.Now()
 	for _, dev := range devs {
 		row := deviceRow{ID: dev.ID, Name: deviceName(dev), Patient: dev.Patient, PatientName: names[dev.Patient]}
@@ -177,8 +156,8 @@ func (h *Handler) registerDevice(w http.ResponseWriter, r *http.Request) error {
 			return c
 		}, id)
 	}
-	if !idPattern.MatchString(id) {
-		return &pageError{Status: http.StatusBadRequest, Message: "A device id is 1 to 64 letters, digits, '-' or '.'."}
+	if !store.ValidDeviceID(id) {
+		return &pageError{Status: http.StatusBadRequest, Message: "A device id is 1 to 64 letters, digits, '-' or '_'."}
 	}
 	if len(name) > maxDeviceName {
 		return &pageError{Status: http.StatusBadRequest, Message: fmt.Sprintf("The name is longer than %d bytes.", maxDeviceName)}
@@ -188,11 +167,12 @@ func (h *Handler) registerDevice(w http.ResponseWriter, r *http.Request) error {
 		res["deviceName"] = []map[string]string{{"name": name, "type": "user-friendly-name"}}
 	}
 	if patient != "" {
-		if _, err := h.cfg.Store.Patient(ctx, patient); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
+		if _, err := h.visiblePatient(ctx, patient); err != nil {
+			var pe *pageError
+			if errors.As(err, &pe) && pe.Status == http.StatusNotFound {
 				return &pageError{Status: http.StatusBadRequest, Message: "There is no such patient to bind the device to."}
 			}
-			return fmt.Errorf("load patient: %w", err)
+			return err
 		}
 		res["patient"] = map[string]string{"reference": "Patient/" + patient}
 	}
@@ -200,7 +180,7 @@ func (h *Handler) registerDevice(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	dev := &store.Device{ID: id, Patient: patient, Resource: body}
+	dev := &store.Device{ID: id, Org: store.OrgOrDefault(sessionFrom(ctx).Org), Patient: patient, Resource: body}
 	if err := h.cfg.Store.CreateDevice(ctx, dev, h.cfg.Now().UTC()); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return &pageError{Status: http.StatusConflict, Message: "A device with this id exists already."}
@@ -217,6 +197,9 @@ func (h *Handler) registerDevice(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) rotateCredentials(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	dev, err := h.cfg.Store.Device(r.Context(), id)
+	if err == nil && store.OrgOrDefault(dev.Org) != store.OrgOrDefault(sessionFrom(r.Context()).Org) {
+		err = store.ErrNotFound // another organisation's device does not exist here
+	}
 	if err != nil {
 		return orNotFound(err, "device")
 	}
@@ -252,11 +235,14 @@ func (h *Handler) issueCredentials(w http.ResponseWriter, r *http.Request, id, n
 func (h *Handler) bindDevice(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	patient := r.PathValue("id")
-	if _, err := h.cfg.Store.Patient(ctx, patient); err != nil {
-		return orNotFound(err, "patient")
+	if _, err := h.visiblePatient(ctx, patient); err != nil {
+		return err
 	}
 	id := strings.TrimSpace(r.PostFormValue("device"))
 	dev, err := h.cfg.Store.Device(ctx, id)
+	if err == nil && store.OrgOrDefault(dev.Org) != store.OrgOrDefault(sessionFrom(ctx).Org) {
+		err = store.ErrNotFound // another organisation's device cannot be bound here
+	}
 	if err != nil {
 		return orNotFound(err, "device")
 	}

@@ -166,34 +166,52 @@ func (c *latestCache) close() {
 // new patient shows up within it.
 const patientsTTL = 10 * time.Second
 
-// patientList caches the list of patients for patientsTTL.
+// patientList caches each organisation's list of patients for
+// patientsTTL; the short lists of a care team or a consent are read
+// fresh, so a new grant shows at once.
 type patientList struct {
 	store store.Store
 	now   func() time.Time
 
-	mu      sync.Mutex
+	mu    sync.Mutex
+	byOrg map[string]cachedPatients
+}
+
+type cachedPatients struct {
 	list    []store.Patient
 	fetched time.Time
 }
 
-func (l *patientList) get(ctx context.Context) ([]store.Patient, error) {
+// get lists the patients f selects (a scope's filter), at most maxWardPatients.
+func (l *patientList) get(ctx context.Context, f store.PatientFilter) ([]store.Patient, error) {
+	f.Limit, f.Offset = maxWardPatients, 0
+	if f.Restrict {
+		ps, _, err := l.store.SearchPatients(ctx, f)
+		if err != nil {
+			return nil, fmt.Errorf("list patients: %w", err)
+		}
+		return ps, nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	if l.list != nil && now.Sub(l.fetched) < patientsTTL && !now.Before(l.fetched) {
-		return l.list, nil
+	if c, ok := l.byOrg[f.Org]; ok && now.Sub(c.fetched) < patientsTTL && !now.Before(c.fetched) {
+		return c.list, nil
 	}
-	ps, _, err := l.store.Patients(ctx, nil, maxWardPatients, 0)
+	ps, _, err := l.store.SearchPatients(ctx, f)
 	if err != nil {
 		return nil, fmt.Errorf("list patients: %w", err)
 	}
-	l.list, l.fetched = ps, now
+	if l.byOrg == nil {
+		l.byOrg = map[string]cachedPatients{}
+	}
+	l.byOrg[f.Org] = cachedPatients{list: ps, fetched: now}
 	return ps, nil
 }
 
-// forget drops the list (after this node changed it).
+// forget drops the lists (after this node changed them).
 func (l *patientList) forget() {
 	l.mu.Lock()
-	l.list = nil
+	l.byOrg = nil
 	l.mu.Unlock()
 }

@@ -258,14 +258,17 @@ const maxWardPatients = 1000
 func (h *Handler) loadWard(ctx context.Context, only string) (*wardModel, error) {
 	var ps []store.Patient
 	if only != "" {
-		p, err := h.cfg.Store.Patient(ctx, only)
+		p, err := h.visiblePatient(ctx, only) // access.go
 		if err != nil {
-			return nil, orNotFound(err, "patient")
+			return nil, err
 		}
 		ps = []store.Patient{p}
 	} else {
-		var err error
-		if ps, err = h.patients.get(ctx); err != nil {
+		sc, err := h.scope(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if ps, err = h.patients.get(ctx, sc.PatientFilter()); err != nil {
 			return nil, err
 		}
 	}

@@ -125,8 +125,8 @@ type seriesJSON struct {
 func (h *Handler) series(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	if _, err := h.cfg.Store.Patient(ctx, id); err != nil {
-		return orNotFound(err, "patient")
+	if _, err := h.visiblePatient(ctx, id); err != nil {
+		return err
 	}
 	q := r.URL.Query()
 	span, step, ok := chartRange(q.Get("range"))

@@ -33,7 +33,7 @@ type pages struct {
 	parts  *template.Template // partials rendered alone into live updates
 }
 
-var pageNames = []string{"signin", "error", "ward", "patient", "alarms", "devices", "credentials", "users"}
+var pageNames = []string{"signin", "error", "ward", "patient", "alarms", "devices", "credentials", "users", "account"}
 
 var funcs = template.FuncMap{
 	"ago":      ago,

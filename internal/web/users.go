@@ -66,7 +66,8 @@ func (h *Handler) createUser(w http.ResponseWriter, r *http.Request) error {
 		return &pageError{Status: http.StatusBadRequest, Message: "Choose a role."}
 	}
 	password := auth.NewSecret()[:20]
-	err := h.cfg.Store.CreateUser(r.Context(), store.User{ID: id, Name: name, Role: role, PasswordHash: auth.HashPassword(password), Created: h.cfg.Now().UTC()})
+	err := h.cfg.Store.CreateUser(r.Context(), store.User{ID: id, Name: name, Role: role, Org: store.OrgOrDefault(sessionFrom(r.Context()).Org), // the admin's own organisation
+		PasswordHash: auth.HashPassword(password), Created: h.cfg.Now().UTC()})
 	if errors.Is(err, store.ErrConflict) {
 		return &pageError{Status: http.StatusConflict, Message: "This username is taken."}
 	}

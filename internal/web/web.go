@@ -22,6 +22,8 @@ import (
 
 	"github.com/tendhealth/tend/internal/alarm"
 	"github.com/tendhealth/tend/internal/live"
+	"github.com/tendhealth/tend/internal/routes"
+	"github.com/tendhealth/tend/internal/signin"
 	"github.com/tendhealth/tend/internal/store"
 )
 
@@ -43,8 +45,15 @@ type Config struct {
 	Profiles   *alarm.Profiles // NEWS2 scale per patient; nil means scale 1
 	Live       *live.Hub
 
-	// SessionKey signs session cookies and CSRF tokens (see LoadOrCreateKey).
+	// SessionKey is the data directory's key (see LoadOrCreateKey); when
+	// SignIn is nil, TOTP secrets are sealed with a key derived from it.
 	SessionKey []byte
+	// SignIn checks passwords, second factors and lockout; nil builds one
+	// over Store.
+	SignIn *signin.Checker
+	// SessionIdle ends a session unused this long (DefaultSessionIdle when
+	// zero); sessions end 12 h after sign-in whatever the activity.
+	SessionIdle time.Duration
 	// SecureCookies marks cookies Secure even on plain HTTP (behind a TLS
 	// terminating proxy); requests that arrive over TLS always get it.
 	SecureCookies bool
@@ -62,10 +71,12 @@ type Config struct {
 // Handler is the dashboard's root handler.
 type Handler struct {
 	cfg      Config
-	mux      *http.ServeMux
+	mux      *routes.Mux
 	pages    *pages
 	sessions sessions
-	signins  chan struct{} // bounds concurrent argon2id checks (64 MiB each)
+	checker  *signin.Checker
+	// watchEvery is how often an event stream checks its session is alive.
+	watchEvery time.Duration
 
 	registered registered
 	latest     *latestCache
@@ -91,8 +102,17 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, mux: http.NewServeMux(), pages: p,
-		sessions: sessions{key: cfg.SessionKey, now: cfg.Now}, signins: make(chan struct{}, 2)}
+	h := &Handler{cfg: cfg, mux: routes.New(), pages: p,
+		sessions: sessions{store: cfg.Store, now: cfg.Now, idle: cfg.SessionIdle, secure: cfg.SecureCookies},
+		checker:  cfg.SignIn, watchEvery: touchEvery}
+	if h.sessions.idle <= 0 {
+		h.sessions.idle = DefaultSessionIdle
+	}
+	if h.checker == nil {
+		if h.checker, err = defaultChecker(cfg); err != nil {
+			return nil, err
+		}
+	}
 	h.latest = &latestCache{hub: cfg.Live, store: cfg.Store, now: cfg.Now}
 	h.patients = &patientList{store: cfg.Store, now: cfg.Now}
 	h.routes()
@@ -110,6 +130,8 @@ func (h *Handler) routes() {
 	m.Handle("GET /signin", h.serve(h.signinPage))
 	m.Handle("POST /signin", h.serve(h.signin))
 	m.Handle("POST /signout", h.serve(h.signout))
+	m.Handle("GET /account", h.signedIn(h.account))
+	m.Handle("POST /account/totp", h.signedIn(h.enrolTOTP))
 
 	m.Handle("GET /{$}", h.allow(permViewPatients, h.ward))
 	m.Handle("GET /events/ward", h.allow(permViewPatients, h.wardEvents))
@@ -156,7 +178,8 @@ func cacheAssets(next http.Handler) http.Handler {
 // dashboard is mounted at "/".
 var apiPrefixes = []string{"/api/", "/fhir/"}
 
-var apiPaths = map[string]bool{"/fhir": true, "/healthz": true, "/readyz": true, "/metrics": true}
+var apiPaths = map[string]bool{"/fhir": true, "/healthz": true, "/readyz": true, "/metrics": true,
+	"/auth/token": true, "/.well-known/smart-configuration": true} // SMART Backend Services
 
 // Mount serves the API's paths (/api/, /fhir, /healthz, /readyz,
 // /metrics) with api and everything else with the dashboard.
@@ -223,3 +246,7 @@ func orNotFound(err error, what string) error {
 	}
 	return fmt.Errorf("load %s: %w", what, err)
 }
+
+// Routes lists the patterns the handler serves (for the security tests
+// that walk every route).
+func (h *Handler) Routes() []string { return h.mux.Patterns() }

@@ -115,9 +115,23 @@ func (h *Handler) move(ctx context.Context, m *hl7.Message, patient string, leav
 	if leaves {
 		where = ""
 	}
+	var prev string
+	if h.Bind != nil {
+		var err error
+		if prev, err = h.Bind.current(ctx, patient); err != nil {
+			h.Logger.Error("HL7 ADT location not read", "err", err)
+			return rejected(hl7.ErrInternal, "Tend could not read the patient's location right now; resend the message")
+		}
+	}
 	if err := h.Registry.MovePatient(ctx, patient, where, at); err != nil {
 		h.Logger.Error("HL7 ADT location not recorded", "err", err)
 		return rejected(hl7.ErrInternal, "Tend could not record the patient's location right now; resend the message")
+	}
+	if h.Bind != nil {
+		if err := h.Bind.moved(ctx, patient, prev, where, at); err != nil {
+			h.Logger.Error("HL7 ADT device bindings not changed", "err", err)
+			return rejected(hl7.ErrInternal, "Tend could not bind the devices at the patient's location right now; resend the message")
+		}
 	}
 	return accepted(nil)
 }

@@ -81,7 +81,8 @@ type Handler struct {
 	Limits       pcd.Limits
 	Now          func() time.Time
 	Logger       *slog.Logger
-	Metrics      *Metrics // may be nil
+	Bind         *LocationBinder // nil: ADT leaves device bindings alone
+	Metrics      *Metrics        // may be nil
 
 	ackSeq  atomic.Uint64
 	adtMu   sync.Mutex // ADT changes apply one at a time, in arrival order

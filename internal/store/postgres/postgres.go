@@ -53,6 +53,8 @@
 //	SELECT create_reference_table('device_secrets');
 //	SELECT create_reference_table('tokens');
 //	SELECT create_reference_table('users');
+//	SELECT create_reference_table('sessions');
+//	SELECT create_reference_table('signin_failures');
 //
 // dead_letters (operator data, not per patient) and goose_db_version stay
 // plain tables on the coordinator. Citus distributes the partitions Append

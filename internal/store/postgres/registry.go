@@ -18,8 +18,8 @@ func (s *Store) CreatePatient(ctx context.Context, p *store.Patient) error {
 	}
 	now := s.now().UTC()
 	err := s.withTx(ctx, "create patient", func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO patients(id, resource, version, updated) VALUES ($1, $2, 1, $3) ON CONFLICT (id) DO NOTHING`,
-			p.ID, p.Resource, toNanos(now))
+		tag, err := tx.Exec(ctx, `INSERT INTO patients(id, resource, version, updated, org) VALUES ($1, $2, 1, $3, $4) ON CONFLICT (id) DO NOTHING`,
+			p.ID, p.Resource, toNanos(now), store.OrgOrDefault(p.Org))
 		if err != nil {
 			return fmt.Errorf("postgres: create patient: %w", err)
 		}
@@ -31,7 +31,7 @@ func (s *Store) CreatePatient(ctx context.Context, p *store.Patient) error {
 	if err != nil {
 		return err
 	}
-	p.Version, p.Updated = 1, now
+	p.Version, p.Updated, p.Org = 1, now, store.OrgOrDefault(p.Org)
 	return nil
 }
 
@@ -43,8 +43,8 @@ func (s *Store) UpdatePatient(ctx context.Context, p *store.Patient) error {
 	now := s.now().UTC()
 	var version int
 	err := s.withTx(ctx, "update patient", func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `UPDATE patients SET resource = $1, version = version + 1, updated = $2 WHERE id = $3 RETURNING version`,
-			p.Resource, toNanos(now), p.ID).Scan(&version)
+		err := tx.QueryRow(ctx, `UPDATE patients SET resource = $1, version = version + 1, updated = $2 WHERE id = $3 RETURNING version, org`,
+			p.Resource, toNanos(now), p.ID).Scan(&version, &p.Org)
 		if isNoRows(err) {
 			return fmt.Errorf("postgres: update patient %q: %w", p.ID, store.ErrNotFound)
 		}
@@ -64,8 +64,8 @@ func (s *Store) UpdatePatient(ctx context.Context, p *store.Patient) error {
 func (s *Store) Patient(ctx context.Context, id string) (store.Patient, error) {
 	var p store.Patient
 	var updated int64
-	err := s.pool.QueryRow(ctx, `SELECT id, resource, version, updated FROM patients WHERE id = $1`, id).
-		Scan(&p.ID, &p.Resource, &p.Version, &updated)
+	err := s.pool.QueryRow(ctx, `SELECT id, org, resource, version, updated FROM patients WHERE id = $1`, id).
+		Scan(&p.ID, &p.Org, &p.Resource, &p.Version, &updated)
 	if isNoRows(err) {
 		return store.Patient{}, fmt.Errorf("postgres: patient %q: %w", id, store.ErrNotFound)
 	}
@@ -98,7 +98,7 @@ func (s *Store) Patients(ctx context.Context, ident *store.Identifier, limit, of
 		return nil, 0, fmt.Errorf("postgres: count patients: %w", err)
 	}
 	lim, off := limitOffset(limit, offset)
-	query := `SELECT id, resource, version, updated FROM patients p` + where + ` ORDER BY id LIMIT ` + a.add(lim) + `::bigint OFFSET ` + a.add(off) + `::bigint`
+	query := `SELECT id, org, resource, version, updated FROM patients p` + where + ` ORDER BY id LIMIT ` + a.add(lim) + `::bigint OFFSET ` + a.add(off) + `::bigint`
 	rows, err := s.pool.Query(ctx, query, a...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("postgres: list patients: %w", err)
@@ -106,7 +106,7 @@ func (s *Store) Patients(ctx context.Context, ident *store.Identifier, limit, of
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Patient, error) {
 		var p store.Patient
 		var updated int64
-		err := r.Scan(&p.ID, &p.Resource, &p.Version, &updated)
+		err := r.Scan(&p.ID, &p.Org, &p.Resource, &p.Version, &updated)
 		p.Updated = fromNanos(updated)
 		return p, err
 	})
@@ -191,8 +191,8 @@ func (s *Store) CreateDevice(ctx context.Context, d *store.Device, at time.Time)
 	}
 	now := s.now().UTC()
 	err := s.withTx(ctx, "create device", func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO devices(id, patient_id, resource, version, updated) VALUES ($1, $2, $3, 1, $4) ON CONFLICT (id) DO NOTHING`,
-			d.ID, d.Patient, d.Resource, toNanos(now))
+		tag, err := tx.Exec(ctx, `INSERT INTO devices(id, patient_id, resource, version, updated, org) VALUES ($1, $2, $3, 1, $4, $5) ON CONFLICT (id) DO NOTHING`,
+			d.ID, d.Patient, d.Resource, toNanos(now), store.OrgOrDefault(d.Org))
 		if err != nil {
 			return fmt.Errorf("postgres: create device: %w", err)
 		}
@@ -207,7 +207,7 @@ func (s *Store) CreateDevice(ctx context.Context, d *store.Device, at time.Time)
 	if err != nil {
 		return err
 	}
-	d.Version, d.Updated = 1, now
+	d.Version, d.Updated, d.Org = 1, now, store.OrgOrDefault(d.Org)
 	return nil
 }
 
@@ -233,8 +233,8 @@ func (s *Store) UpdateDevice(ctx context.Context, d *store.Device, at time.Time)
 		if err != nil {
 			return fmt.Errorf("postgres: update device: %w", err)
 		}
-		if err := tx.QueryRow(ctx, `UPDATE devices SET patient_id = $1, resource = $2, version = version + 1, updated = $3 WHERE id = $4 RETURNING version`,
-			d.Patient, d.Resource, toNanos(now), d.ID).Scan(&version); err != nil {
+		if err := tx.QueryRow(ctx, `UPDATE devices SET patient_id = $1, resource = $2, version = version + 1, updated = $3 WHERE id = $4 RETURNING version, org`,
+			d.Patient, d.Resource, toNanos(now), d.ID).Scan(&version, &d.Org); err != nil {
 			return fmt.Errorf("postgres: update device: %w", err)
 		}
 		if err := putIdentifiers(ctx, tx, deviceIdentifiers, d.ID, d.Identifiers); err != nil {
@@ -295,8 +295,8 @@ func rebind(ctx context.Context, tx pgx.Tx, device, patient string, at time.Time
 func (s *Store) Device(ctx context.Context, id string) (store.Device, error) {
 	var d store.Device
 	var updated int64
-	err := s.pool.QueryRow(ctx, `SELECT id, patient_id, resource, version, updated FROM devices WHERE id = $1`, id).
-		Scan(&d.ID, &d.Patient, &d.Resource, &d.Version, &updated)
+	err := s.pool.QueryRow(ctx, `SELECT id, org, patient_id, resource, version, updated FROM devices WHERE id = $1`, id).
+		Scan(&d.ID, &d.Org, &d.Patient, &d.Resource, &d.Version, &updated)
 	if isNoRows(err) {
 		return store.Device{}, fmt.Errorf("postgres: device %q: %w", id, store.ErrNotFound)
 	}
@@ -415,8 +415,8 @@ func (s *Store) PutToken(ctx context.Context, t store.Token) error {
 	if created.IsZero() {
 		created = s.now()
 	}
-	tag, err := s.pool.Exec(ctx, `INSERT INTO tokens(hash, role, subject, created) VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING`,
-		t.Hash, string(t.Role), t.Subject, toNanos(created))
+	tag, err := s.pool.Exec(ctx, `INSERT INTO tokens(hash, role, subject, created, org, expires, scopes, client) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (hash) DO NOTHING`,
+		t.Hash, string(t.Role), t.Subject, toNanos(created), store.OrgOrDefault(t.Org), toNanos(t.Expires), tokenScopes(t.Scopes), t.Client)
 	if err != nil {
 		return fmt.Errorf("postgres: put token: %w", err)
 	}
@@ -430,9 +430,10 @@ func (s *Store) PutToken(ctx context.Context, t store.Token) error {
 func (s *Store) TokenByHash(ctx context.Context, hash []byte) (store.Token, error) {
 	var t store.Token
 	var role string
-	var created int64
-	err := s.pool.QueryRow(ctx, `SELECT hash, role, subject, created FROM tokens WHERE hash = $1`, hash).
-		Scan(&t.Hash, &role, &t.Subject, &created)
+	var created, expires int64
+	var scopes *string
+	err := s.pool.QueryRow(ctx, `SELECT hash, role, subject, created, org, expires, scopes, client FROM tokens WHERE hash = $1`, hash).
+		Scan(&t.Hash, &role, &t.Subject, &created, &t.Org, &expires, &scopes, &t.Client)
 	if isNoRows(err) {
 		// The hash is a credential derivative: keep it out of the error.
 		return store.Token{}, fmt.Errorf("postgres: token: %w", store.ErrNotFound)
@@ -441,6 +442,7 @@ func (s *Store) TokenByHash(ctx context.Context, hash []byte) (store.Token, erro
 		return store.Token{}, fmt.Errorf("postgres: token: %w", err)
 	}
 	t.Role, t.Created = store.Role(role), fromNanos(created)
+	t.Expires, t.Scopes = fromNanos(expires), scanTokenScopes(scopes)
 	return t, nil
 }
 
@@ -453,8 +455,8 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 	if created.IsZero() {
 		created = s.now()
 	}
-	tag, err := s.pool.Exec(ctx, `INSERT INTO users(id, name, role, password_hash, created) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`,
-		u.ID, u.Name, string(u.Role), u.PasswordHash, toNanos(created))
+	tag, err := s.pool.Exec(ctx, `INSERT INTO users(id, name, role, password_hash, created, org, patient) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
+		u.ID, u.Name, string(u.Role), u.PasswordHash, toNanos(created), store.OrgOrDefault(u.Org), u.Patient)
 	if err != nil {
 		return fmt.Errorf("postgres: create user: %w", err)
 	}
@@ -469,8 +471,8 @@ func (s *Store) User(ctx context.Context, id string) (store.User, error) {
 	var u store.User
 	var role string
 	var created int64
-	err := s.pool.QueryRow(ctx, `SELECT id, name, role, password_hash, created FROM users WHERE id = $1`, id).
-		Scan(&u.ID, &u.Name, &role, &u.PasswordHash, &created)
+	err := s.pool.QueryRow(ctx, `SELECT id, name, role, password_hash, created, org, patient FROM users WHERE id = $1`, id).
+		Scan(&u.ID, &u.Name, &role, &u.PasswordHash, &created, &u.Org, &u.Patient)
 	if isNoRows(err) {
 		return store.User{}, fmt.Errorf("postgres: user: %w", store.ErrNotFound)
 	}

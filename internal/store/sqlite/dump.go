@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 
 	"github.com/tendhealth/tend/internal/store"
@@ -27,7 +28,7 @@ func (s *Store) DeviceIDs(ctx context.Context) ([]string, error) {
 
 // Tokens lists every API token (hashes only), for export.
 func (s *Store) Tokens(ctx context.Context) ([]store.Token, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT hash, role, subject, created FROM tokens ORDER BY created, hash`)
+	rows, err := s.r.QueryContext(ctx, `SELECT hash, role, subject, org, created, expires, scopes, client FROM tokens ORDER BY created, hash`)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list tokens: %w", err)
 	}
@@ -35,11 +36,13 @@ func (s *Store) Tokens(ctx context.Context) ([]store.Token, error) {
 	var out []store.Token
 	for rows.Next() {
 		var t store.Token
-		var created int64
-		if err := rows.Scan(&t.Hash, &t.Role, &t.Subject, &created); err != nil {
+		var created, expires int64
+		var scopes sql.NullString
+		if err := rows.Scan(&t.Hash, &t.Role, &t.Subject, &t.Org, &created, &expires, &scopes, &t.Client); err != nil {
 			return nil, fmt.Errorf("sqlite: list tokens: %w", err)
 		}
 		t.Created = fromNanos(created)
+		t.Expires, t.Scopes = fromNanos(expires), scanTokenScopes(scopes) // expiry and scopes survive an export
 		out = append(out, t)
 	}
 	return out, rows.Err()
@@ -47,7 +50,7 @@ func (s *Store) Tokens(ctx context.Context) ([]store.Token, error) {
 
 // Users lists every user (password hashes only), for export.
 func (s *Store) Users(ctx context.Context) ([]store.User, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, name, role, password_hash, created FROM users ORDER BY id`)
+	rows, err := s.r.QueryContext(ctx, `SELECT id, name, role, org, patient, password_hash, created FROM users ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list users: %w", err)
 	}
@@ -56,7 +59,7 @@ func (s *Store) Users(ctx context.Context) ([]store.User, error) {
 	for rows.Next() {
 		var u store.User
 		var created int64
-		if err := rows.Scan(&u.ID, &u.Name, &u.Role, &u.PasswordHash, &created); err != nil {
+		if err := rows.Scan(&u.ID, &u.Name, &u.Role, &u.Org, &u.Patient, &u.PasswordHash, &created); err != nil {
 			return nil, fmt.Errorf("sqlite: list users: %w", err)
 		}
 		u.Created = fromNanos(created)

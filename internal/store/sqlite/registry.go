@@ -17,8 +17,8 @@ func (s *Store) CreatePatient(ctx context.Context, p *store.Patient) error {
 	}
 	now := s.now().UTC()
 	err := s.withTx(ctx, "create patient", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO patients(id, resource, version, updated) VALUES (?, ?, 1, ?) ON CONFLICT(id) DO NOTHING`,
-			p.ID, p.Resource, toNanos(now))
+		res, err := tx.ExecContext(ctx, `INSERT INTO patients(id, org, resource, version, updated) VALUES (?, ?, ?, 1, ?) ON CONFLICT(id) DO NOTHING`,
+			p.ID, store.OrgOrDefault(p.Org), p.Resource, toNanos(now))
 		if err != nil {
 			return fmt.Errorf("sqlite: create patient: %w", err)
 		}
@@ -30,7 +30,7 @@ func (s *Store) CreatePatient(ctx context.Context, p *store.Patient) error {
 	if err != nil {
 		return err
 	}
-	p.Version, p.Updated = 1, now
+	p.Version, p.Updated, p.Org = 1, now, store.OrgOrDefault(p.Org)
 	return nil
 }
 
@@ -42,8 +42,8 @@ func (s *Store) UpdatePatient(ctx context.Context, p *store.Patient) error {
 	now := s.now().UTC()
 	var version int
 	err := s.withTx(ctx, "update patient", func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `UPDATE patients SET resource = ?, version = version + 1, updated = ? WHERE id = ? RETURNING version`,
-			p.Resource, toNanos(now), p.ID).Scan(&version)
+		err := tx.QueryRowContext(ctx, `UPDATE patients SET resource = ?, version = version + 1, updated = ? WHERE id = ? RETURNING version, org`,
+			p.Resource, toNanos(now), p.ID).Scan(&version, &p.Org)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("sqlite: update patient %q: %w", p.ID, store.ErrNotFound)
 		}
@@ -63,8 +63,8 @@ func (s *Store) UpdatePatient(ctx context.Context, p *store.Patient) error {
 func (s *Store) Patient(ctx context.Context, id string) (store.Patient, error) {
 	var p store.Patient
 	var updated int64
-	err := s.r.QueryRowContext(ctx, `SELECT id, resource, version, updated FROM patients WHERE id = ?`, id).
-		Scan(&p.ID, &p.Resource, &p.Version, &updated)
+	err := s.r.QueryRowContext(ctx, `SELECT id, org, resource, version, updated FROM patients WHERE id = ?`, id).
+		Scan(&p.ID, &p.Org, &p.Resource, &p.Version, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Patient{}, fmt.Errorf("sqlite: patient %q: %w", id, store.ErrNotFound)
 	}
@@ -96,7 +96,7 @@ func (s *Store) Patients(ctx context.Context, ident *store.Identifier, limit, of
 		return nil, 0, fmt.Errorf("sqlite: count patients: %w", err)
 	}
 	lo, loArgs := limitOffset(limit, offset)
-	rows, err := s.r.QueryContext(ctx, `SELECT id, resource, version, updated FROM patients p`+where+` ORDER BY id`+lo, append(args, loArgs...)...)
+	rows, err := s.r.QueryContext(ctx, `SELECT id, org, resource, version, updated FROM patients p`+where+` ORDER BY id`+lo, append(args, loArgs...)...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("sqlite: list patients: %w", err)
 	}
@@ -104,7 +104,7 @@ func (s *Store) Patients(ctx context.Context, ident *store.Identifier, limit, of
 	for rows.Next() {
 		var p store.Patient
 		var updated int64
-		if err := rows.Scan(&p.ID, &p.Resource, &p.Version, &updated); err != nil {
+		if err := rows.Scan(&p.ID, &p.Org, &p.Resource, &p.Version, &updated); err != nil {
 			rows.Close()
 			return nil, 0, fmt.Errorf("sqlite: list patients: %w", err)
 		}
@@ -167,8 +167,8 @@ func (s *Store) CreateDevice(ctx context.Context, d *store.Device, at time.Time)
 	}
 	now := s.now().UTC()
 	err := s.withTx(ctx, "create device", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO devices(id, patient, resource, version, updated) VALUES (?, ?, ?, 1, ?) ON CONFLICT(id) DO NOTHING`,
-			d.ID, d.Patient, d.Resource, toNanos(now))
+		res, err := tx.ExecContext(ctx, `INSERT INTO devices(id, org, patient, resource, version, updated) VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT(id) DO NOTHING`,
+			d.ID, store.OrgOrDefault(d.Org), d.Patient, d.Resource, toNanos(now))
 		if err != nil {
 			return fmt.Errorf("sqlite: create device: %w", err)
 		}
@@ -183,7 +183,7 @@ func (s *Store) CreateDevice(ctx context.Context, d *store.Device, at time.Time)
 	if err != nil {
 		return err
 	}
-	d.Version, d.Updated = 1, now
+	d.Version, d.Updated, d.Org = 1, now, store.OrgOrDefault(d.Org)
 	return nil
 }
 
@@ -207,8 +207,8 @@ func (s *Store) UpdateDevice(ctx context.Context, d *store.Device, at time.Time)
 		if err != nil {
 			return fmt.Errorf("sqlite: update device: %w", err)
 		}
-		if err := tx.QueryRowContext(ctx, `UPDATE devices SET patient = ?, resource = ?, version = version + 1, updated = ? WHERE id = ? RETURNING version`,
-			d.Patient, d.Resource, toNanos(now), d.ID).Scan(&version); err != nil {
+		if err := tx.QueryRowContext(ctx, `UPDATE devices SET patient = ?, resource = ?, version = version + 1, updated = ? WHERE id = ? RETURNING version, org`,
+			d.Patient, d.Resource, toNanos(now), d.ID).Scan(&version, &d.Org); err != nil {
 			return fmt.Errorf("sqlite: update device: %w", err)
 		}
 		if err := putIdentifiers(ctx, tx, "device", d.ID, d.Identifiers); err != nil {
@@ -269,8 +269,8 @@ func rebind(ctx context.Context, tx *sql.Tx, device, patient string, at time.Tim
 func (s *Store) Device(ctx context.Context, id string) (store.Device, error) {
 	var d store.Device
 	var updated int64
-	err := s.r.QueryRowContext(ctx, `SELECT id, patient, resource, version, updated FROM devices WHERE id = ?`, id).
-		Scan(&d.ID, &d.Patient, &d.Resource, &d.Version, &updated)
+	err := s.r.QueryRowContext(ctx, `SELECT id, org, patient, resource, version, updated FROM devices WHERE id = ?`, id).
+		Scan(&d.ID, &d.Org, &d.Patient, &d.Resource, &d.Version, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Device{}, fmt.Errorf("sqlite: device %q: %w", id, store.ErrNotFound)
 	}
@@ -392,8 +392,8 @@ func (s *Store) PutToken(ctx context.Context, t store.Token) error {
 	if created.IsZero() {
 		created = s.now()
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO tokens(hash, role, subject, created) VALUES (?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING`,
-		t.Hash, string(t.Role), t.Subject, toNanos(created))
+	res, err := s.w.ExecContext(ctx, `INSERT INTO tokens(hash, role, subject, org, created, expires, scopes, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING`,
+		t.Hash, string(t.Role), t.Subject, store.OrgOrDefault(t.Org), toNanos(created), toNanos(t.Expires), tokenScopes(t.Scopes), t.Client)
 	if err != nil {
 		return fmt.Errorf("sqlite: put token: %w", err)
 	}
@@ -407,9 +407,10 @@ func (s *Store) PutToken(ctx context.Context, t store.Token) error {
 func (s *Store) TokenByHash(ctx context.Context, hash []byte) (store.Token, error) {
 	var t store.Token
 	var role string
-	var created int64
-	err := s.r.QueryRowContext(ctx, `SELECT hash, role, subject, created FROM tokens WHERE hash = ?`, hash).
-		Scan(&t.Hash, &role, &t.Subject, &created)
+	var created, expires int64
+	var scopes sql.NullString
+	err := s.r.QueryRowContext(ctx, `SELECT hash, role, subject, org, created, expires, scopes, client FROM tokens WHERE hash = ?`, hash).
+		Scan(&t.Hash, &role, &t.Subject, &t.Org, &created, &expires, &scopes, &t.Client)
 	if errors.Is(err, sql.ErrNoRows) {
 		// The hash is a credential derivative: keep it out of the error.
 		return store.Token{}, fmt.Errorf("sqlite: token: %w", store.ErrNotFound)
@@ -418,6 +419,7 @@ func (s *Store) TokenByHash(ctx context.Context, hash []byte) (store.Token, erro
 		return store.Token{}, fmt.Errorf("sqlite: token: %w", err)
 	}
 	t.Role, t.Created = store.Role(role), fromNanos(created)
+	t.Expires, t.Scopes = fromNanos(expires), scanTokenScopes(scopes)
 	return t, nil
 }
 
@@ -430,8 +432,8 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 	if created.IsZero() {
 		created = s.now()
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO users(id, name, role, password_hash, created) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`,
-		u.ID, u.Name, string(u.Role), u.PasswordHash, toNanos(created))
+	res, err := s.w.ExecContext(ctx, `INSERT INTO users(id, name, role, org, patient, password_hash, created) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`,
+		u.ID, u.Name, string(u.Role), store.OrgOrDefault(u.Org), u.Patient, u.PasswordHash, toNanos(created))
 	if err != nil {
 		return fmt.Errorf("sqlite: create user: %w", err)
 	}
@@ -447,8 +449,8 @@ func (s *Store) User(ctx context.Context, id string) (store.User, error) {
 	var u store.User
 	var role string
 	var created int64
-	err := s.r.QueryRowContext(ctx, `SELECT id, name, role, password_hash, created FROM users WHERE id = ?`, id).
-		Scan(&u.ID, &u.Name, &role, &u.PasswordHash, &created)
+	err := s.r.QueryRowContext(ctx, `SELECT id, name, role, org, patient, password_hash, created FROM users WHERE id = ?`, id).
+		Scan(&u.ID, &u.Name, &role, &u.Org, &u.Patient, &u.PasswordHash, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.User{}, fmt.Errorf("sqlite: user: %w", store.ErrNotFound)
 	}

@@ -302,7 +302,7 @@ func TestSchemaGolden(t *testing.T) {
 
 func TestUserLookup(t *testing.T) {
 	s := openTemp(t)
-	u := store.User{ID: "ada", Name: "Ada L.", Role: store.RoleAdmin, PasswordHash: "$argon2id$v=19$x", Created: time.Date(2026, 1, 1, 0, 0, 0, 5, time.UTC)}
+	u := store.User{ID: "ada", Name: "Ada L.", Role: store.RoleAdmin, Org: store.DefaultOrg, PasswordHash: "$argon2id$v=19$x", Created: time.Date(2026, 1, 1, 0, 0, 0, 5, time.UTC)}
 	if err := s.CreateUser(t.Context(), u); err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,7 @@ func Run(t *testing.T, open Opener) {
 		{"DeviceBindings", testDeviceBindings},
 		{"DeviceCreateUnbound", testDeviceCreateUnbound},
 		{"DeviceByIdentifier", testDeviceByIdentifier},
+		{"DevicesByIdentifier", testDevicesByIdentifier}, // devicelocation.go
 		{"PatientLocations", testPatientLocations},
 		{"BindingHistoryAppendOnly", testBindingHistoryAppendOnly},
 		{"DeviceSecrets", testDeviceSecrets},
@@ -50,8 +51,11 @@ func Run(t *testing.T, open Opener) {
 		{"DeadLetters", testDeadLetters},
 		{"ConcurrentAppend", testConcurrentAppend},
 		{"CancelledContext", testCancelledContext},
+		{"AuditChain", testAuditChain}, {"AuditQuery", testAuditQuery}, {"AuditConcurrentAppend", testAuditConcurrent}, // audit.go
+		{"OAuthClients", testOAuthClients}, {"OAuthJTIReplay", testOAuthJTIReplay}, {"OAuthTokens", testOAuthTokens}, // oauth.go
+		{"AccessOrgFields", testAccessOrgFields}, {"AccessCareTeams", testAccessCareTeams}, {"AccessConsents", testAccessConsents}, {"AccessBreakGlass", testAccessBreakGlass}, {"AccessSearch", testAccessSearch}, // access.go
 	}
-	for _, c := range cases {
+	for _, c := range append(cases, peopleCases...) { // peopleCases: sessions.go
 		t.Run(c.name, func(t *testing.T) {
 			c.fn(t, open(t))
 		})
@@ -389,9 +393,9 @@ func testDeviceSecrets(t *testing.T, s store.Store) {
 
 func testTokens(t *testing.T, s store.Store) {
 	tokens := []store.Token{
-		{Hash: []byte{1, 2, 3}, Role: store.RoleAdmin, Subject: "bootstrap", Created: t0},
-		{Hash: []byte{4, 5, 6}, Role: store.RoleIntegration, Subject: "u1", Created: t0.Add(time.Second)},
-		{Hash: []byte{7}, Role: store.RoleIntegration, Subject: "u2", Created: t0.Add(2 * time.Second)},
+		{Hash: []byte{1, 2, 3}, Role: store.RoleAdmin, Org: store.DefaultOrg, Subject: "bootstrap", Created: t0},
+		{Hash: []byte{4, 5, 6}, Role: store.RoleIntegration, Org: store.DefaultOrg, Subject: "u1", Created: t0.Add(time.Second)},
+		{Hash: []byte{7}, Role: store.RoleIntegration, Org: store.DefaultOrg, Subject: "u2", Created: t0.Add(2 * time.Second)},
 	}
 	for _, tok := range tokens {
 		must(t, s.PutToken(ctx(t), tok), "put")
@@ -422,9 +426,9 @@ func testUsers(t *testing.T, s store.Store) {
 		t.Fatalf("empty store has %d admins", n)
 	}
 	users := []store.User{
-		{ID: "u1", Name: "Ada", Role: store.RoleAdmin, PasswordHash: "$argon2id$x", Created: t0},
-		{ID: "u2", Name: "Bob", Role: store.RoleAdmin, PasswordHash: "$argon2id$y", Created: t0},
-		{ID: "u3", Name: "Eve", Role: store.RoleIntegration, PasswordHash: "$argon2id$z", Created: t0},
+		{ID: "u1", Name: "Ada", Org: store.DefaultOrg, Role: store.RoleAdmin, PasswordHash: "$argon2id$x", Created: t0},
+		{ID: "u2", Name: "Bob", Org: store.DefaultOrg, Role: store.RoleAdmin, PasswordHash: "$argon2id$y", Created: t0},
+		{ID: "u3", Name: "Eve", Org: store.DefaultOrg, Role: store.RoleIntegration, PasswordHash: "$argon2id$z", Created: t0},
 	}
 	for _, u := range users {
 		must(t, s.CreateUser(ctx(t), u), "create")

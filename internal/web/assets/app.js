@@ -110,7 +110,14 @@
       document.dispatchEvent(new CustomEvent("tend:source", { detail: source }));
     }
   });
-  document.addEventListener("htmx:sseError", function () { setStatus("reconnecting…", false); });
+  document.addEventListener("htmx:sseError", function () {
+    setStatus("reconnecting…", false);
+    // The stream ends when the session does (signed out elsewhere, idle,
+    // revoked): then go to the sign-in page rather than show stale values.
+    fetch("/account", { redirect: "manual", credentials: "same-origin" }).then(function (r) {
+      if (r.type === "opaqueredirect" || r.status === 401) { location.reload(); }
+    }).catch(function () { /* offline: keep reconnecting */ });
+  });
   document.addEventListener("htmx:afterSettle", function () {
     sortTiles();
     refreshAges();

@@ -1,0 +1,243 @@
+package audit
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+)
+
+// Classify selects the requests to Tend's HTTP API, FHIR endpoints and
+// dashboard that involve PHI, and sign-ins and sign-outs. Health checks,
+// metrics, assets, the CapabilityStatement, configuration without patient
+// data and device ingest (devices, not people, at up to thousands of
+// requests a second; readings are traceable through the stream) are not
+// recorded.
+func Classify(r *http.Request) (Class, bool) {
+	p := r.URL.Path
+	q := r.URL.Query()
+	params := queryPatients(q["patient"], q["subject"])
+	switch {
+	case p == "/fhir" || strings.HasPrefix(p, "/fhir/"):
+		return classifyFHIR(r, strings.Trim(strings.TrimPrefix(p, "/fhir"), "/"), params)
+	case strings.HasPrefix(p, "/api/"):
+		return classifyAPI(r, strings.Split(strings.Trim(p, "/"), "/"), params)
+	}
+	return classifyWeb(r, strings.Split(strings.Trim(p, "/"), "/"), params)
+}
+
+// classifyFHIR: rel is the path below the FHIR base, without slashes at
+// either end.
+func classifyFHIR(r *http.Request, rel string, params []string) (Class, bool) {
+	if rel == "metadata" {
+		return Class{}, false
+	}
+	c := Class{Entity: rel, Patients: params}
+	seg := strings.Split(rel, "/")
+	if seg[0] == "Patient" && len(seg) > 1 && seg[1] != "" && !strings.HasPrefix(seg[1], "$") {
+		c.Patients = append(c.Patients, seg[1])
+	}
+	if seg[0] == "Patient" {
+		c.Patients = append(c.Patients, splitList(r.URL.Query()["_id"])...)
+	}
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead
+	switch {
+	case rel == "":
+		c.Action, c.Subtype, c.Entity = Create, "transaction", "" // batch or transaction Bundle
+		if r.Method != http.MethodPost {
+			c.Action, c.Subtype = Read, "capabilities"
+		}
+	case strings.HasSuffix(rel, "/$everything"):
+		c.Action, c.Subtype = Export, "operation"
+	case strings.Contains(rel, "/$"):
+		c.Action, c.Subtype = Search, "operation"
+	case read && len(seg) == 1:
+		c.Action, c.Subtype = Search, "search-type"
+	case read && len(seg) >= 3 && seg[2] == "_history":
+		c.Action, c.Subtype = Read, "vread"
+	case read:
+		c.Action, c.Subtype = Read, "read"
+	case r.Method == http.MethodPost:
+		c.Action, c.Subtype = Create, "create"
+	case r.Method == http.MethodPut || r.Method == http.MethodPatch:
+		c.Action, c.Subtype = Update, "update"
+	case r.Method == http.MethodDelete:
+		c.Action, c.Subtype = Delete, "delete"
+	default:
+		c.Action, c.Subtype = Read, strings.ToLower(r.Method)
+	}
+	return c, true
+}
+
+// classifyAPI: seg is the path split at "/", starting with "api".
+func classifyAPI(r *http.Request, seg []string, params []string) (Class, bool) {
+	if len(seg) < 3 || seg[1] != "v1" {
+		return Class{}, false
+	}
+	c := Class{Entity: "/" + strings.Join(seg, "/"), Patients: params}
+	get := r.Method == http.MethodGet || r.Method == http.MethodHead
+	switch seg[2] {
+	case "auth":
+		if len(seg) == 4 && seg[3] == "token" && r.Method == http.MethodPost {
+			c.Action, c.Subtype = Login, "login"
+			return c, true
+		}
+	case "patients":
+		if len(seg) >= 4 {
+			c.Patients = append(c.Patients, seg[3])
+			c.Action, c.Subtype = Read, "read"
+			if !get {
+				c.Action, c.Subtype = Update, "update"
+			}
+			return c, true
+		}
+	case "alarms":
+		switch {
+		case len(seg) == 3 && get:
+			c.Action, c.Subtype = Search, "search"
+		case len(seg) == 4 && get:
+			c.Action, c.Subtype, c.Alarm = Read, "read", seg[3]
+		case len(seg) == 5 && r.Method == http.MethodPost:
+			c.Action, c.Subtype, c.Alarm = Update, seg[4], seg[3]
+		default:
+			return Class{}, false
+		}
+		return c, true
+	case "stream":
+		if get {
+			c.Action, c.Subtype, c.Stream = Read, "stream", true
+			return c, true
+		}
+	case "deadletters":
+		// Refused payloads are readings: PHI.
+		switch {
+		case len(seg) == 3 && get:
+			c.Action, c.Subtype = Search, "search"
+		case len(seg) == 4 && get:
+			c.Action, c.Subtype = Read, "read"
+		case len(seg) == 5 && r.Method == http.MethodPost:
+			c.Action, c.Subtype = Create, seg[4]
+		default:
+			return Class{}, false
+		}
+		return c, true
+	}
+	return Class{}, false
+}
+
+// classifyWeb: the dashboard's pages, seg split at "/" ("" for the ward).
+func classifyWeb(r *http.Request, seg []string, params []string) (Class, bool) {
+	c := Class{Entity: "/" + strings.Join(seg, "/"), Patients: params}
+	get := r.Method == http.MethodGet || r.Method == http.MethodHead
+	switch {
+	case seg[0] == "signin" && len(seg) == 1 && r.Method == http.MethodPost:
+		c.Action, c.Subtype = Login, "login"
+	case seg[0] == "auth" && len(seg) == 2 && seg[1] == "token" && r.Method == http.MethodPost:
+		c.Action, c.Subtype = Login, "login" // the OAuth token endpoint: a system signing in
+	case seg[0] == "signout" && len(seg) == 1 && r.Method == http.MethodPost:
+		c.Action, c.Subtype = Logout, "logout"
+	case seg[0] == "" && len(seg) == 1 && get:
+		c.Action, c.Subtype = Search, "ward"
+	case seg[0] == "patients" && len(seg) >= 2:
+		c.Patients = append(c.Patients, seg[1])
+		c.Action, c.Subtype = Read, "read"
+		if !get {
+			c.Action, c.Subtype = Update, "update"
+		}
+	case seg[0] == "alarms" && len(seg) == 1 && get:
+		c.Action, c.Subtype = Search, "inbox"
+	case seg[0] == "alarms" && len(seg) == 3 && r.Method == http.MethodPost:
+		c.Action, c.Subtype, c.Alarm = Update, seg[2], seg[1]
+	case seg[0] == "events" && len(seg) == 2 && get:
+		c.Action, c.Subtype, c.Stream = Read, "stream", true
+	case seg[0] == "devices" && len(seg) == 1 && get:
+		c.Action, c.Subtype = Search, "devices" // shows each device's patient
+	default:
+		return Class{}, false
+	}
+	return c, true
+}
+
+// queryPatients reads patient ids from search parameters: "p1",
+// "Patient/p1" and comma-separated lists.
+func queryPatients(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, splitList(l)...)
+	}
+	return out
+}
+
+func splitList(vs []string) []string {
+	var out []string
+	for _, v := range vs {
+		for p := range strings.SplitSeq(v, ",") {
+			p = strings.TrimSpace(p)
+			if i := strings.LastIndex(p, "Patient/"); i >= 0 {
+				p = p[i+len("Patient/"):]
+			}
+			if p != "" && !strings.Contains(p, "/") {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// maxBodyPatients bounds how many patients one record names from an
+// answer (a page of search results).
+const maxBodyPatients = 1000
+
+// PatientsInJSON returns the patients a JSON answer shows: FHIR Patient
+// resources, "Patient/…" subject and patient references, and the
+// "patient" member of the API's alarm and latest-value answers.
+func PatientsInJSON(body []byte) []string {
+	var doc any
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	add := func(id string) {
+		if id != "" && !seen[id] && len(out) < maxBodyPatients {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	var walk func(v any, depth int)
+	walk = func(v any, depth int) {
+		if depth > 12 {
+			return
+		}
+		switch v := v.(type) {
+		case []any:
+			for _, e := range v {
+				walk(e, depth+1)
+			}
+		case map[string]any:
+			if v["resourceType"] == "Patient" {
+				if id, ok := v["id"].(string); ok {
+					add(id)
+				}
+			}
+			for _, k := range []string{"patient", "subject"} {
+				switch ref := v[k].(type) {
+				case string:
+					if k == "patient" {
+						add(ref)
+					}
+				case map[string]any:
+					if s, ok := ref["reference"].(string); ok && strings.HasPrefix(s, "Patient/") {
+						add(strings.TrimPrefix(s, "Patient/"))
+					}
+				}
+			}
+			for k, e := range v {
+				if k != "patient" && k != "subject" {
+					walk(e, depth+1)
+				}
+			}
+		}
+	}
+	walk(doc, 0)
+	return out
+}
