@@ -30,6 +30,7 @@ FUZZ_TARGETS = \
 	fhir:FuzzParseObservationSearch fhir:FuzzDecodeResource fhir:FuzzDecodeBundle \
 	fhir:FuzzRequiredAccess oauth:FuzzParseScopes oauth:FuzzVerifyAssertion oauth:FuzzParseJWKS \
 	mqtt:FuzzReadPacket mqtt:FuzzMatchTopic \
+	deviceca:FuzzParseDeviceURI deviceca:FuzzParseSerial deviceca:FuzzParseKey \
 	reading:FuzzDecodeBatch store:FuzzParseObservationID \
 	notify:FuzzVerifySignature notify:FuzzParseRetryAfter \
 	sim:FuzzParseScenarios \

@@ -136,8 +136,14 @@ type Checkpoint struct {
 // Filter selects alarms for listing.
 type Filter struct {
 	Patient string
-	States  []State
-	Limit   int
+	// Restrict keeps only alarms of Patients (an empty Patients then
+	// matches none); "" among them selects alarms about no patient. The
+	// store applies it, so a page of Limit is full whenever enough
+	// matching alarms exist, however many others are interleaved.
+	Restrict bool
+	Patients []string
+	States   []State
+	Limit    int
 }
 
 // Doc is one version of a configuration document (rules or escalation of

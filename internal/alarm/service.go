@@ -258,9 +258,13 @@ func (s *Service) raise(tx Tx, ev rules.Event, esc Escalation, now time.Time, do
 	return s.notify(tx, &a, esc, "alarm.raised", 0, now, done)
 }
 
-// planOf picks the policy of an episode: supervisors for a notification
-// failure or a system alarm (no patient), else by priority.
+// planOf picks the policy of an episode: its own recipients for a notice,
+// supervisors for a notification failure or a system alarm (no patient),
+// else by priority.
 func planOf(esc Escalation, a *Alarm) (plan, bool) {
+	if a.RuleKind == KindNotice && a.Rule != NotificationFailure {
+		return noticePlan(esc, a) // addressed to named recipients (notice.go)
+	}
 	if a.Rule == NotificationFailure || a.Patient == "" {
 		if esc.Supervisors == "" {
 			return plan{}, false

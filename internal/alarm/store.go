@@ -2,6 +2,7 @@ package alarm
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -70,4 +71,34 @@ type Tx interface {
 	// transaction sees it, without the Snapshot bytes: it is read on every
 	// batch and the snapshot can be megabytes.
 	Checkpoint(name string) (Checkpoint, error)
+}
+
+// PerPatientScan is the size up to which a store answers a Restrict
+// filter patient by patient (each one's newest alarms through the patient
+// index); above it, an organisation's worth of patients, it walks alarms
+// newest first and keeps those of the set.
+const PerPatientScan = 64
+
+// ScopedPatients returns the patients f restricts to, sorted and without
+// duplicates (nil: any patient), and whether f can match nothing. Patient,
+// when set, is intersected with the set.
+func ScopedPatients(f Filter) (patients []string, none bool) {
+	if !f.Restrict {
+		if f.Patient != "" {
+			return []string{f.Patient}, false
+		}
+		return nil, false
+	}
+	if f.Patient != "" {
+		if slices.Contains(f.Patients, f.Patient) {
+			return []string{f.Patient}, false
+		}
+		return nil, true
+	}
+	if len(f.Patients) == 0 {
+		return nil, true
+	}
+	out := slices.Clone(f.Patients)
+	slices.Sort(out)
+	return slices.Compact(out), false
 }

@@ -3,6 +3,7 @@ package alarmdb
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -113,14 +114,14 @@ func (db *DB) Alarm(ctx context.Context, id string) (alarm.Alarm, error) {
 // Alarms lists episodes matching f, newest raised first (ties: greatest id
 // first). Limit <= 0 means no limit.
 func (db *DB) Alarms(ctx context.Context, f alarm.Filter) ([]alarm.Alarm, error) {
+	patients, none := alarm.ScopedPatients(f)
+	if none {
+		return nil, nil
+	}
 	var (
 		where []string
 		args  []any
 	)
-	if f.Patient != "" {
-		where = append(where, `patient = ?`)
-		args = append(args, f.Patient)
-	}
 	if len(f.States) > 0 {
 		marks := make([]string, len(f.States))
 		for i, s := range f.States {
@@ -129,12 +130,44 @@ func (db *DB) Alarms(ctx context.Context, f alarm.Filter) ([]alarm.Alarm, error)
 		}
 		where = append(where, `state IN (`+strings.Join(marks, ", ")+`)`)
 	}
+	lim, limArgs := limitClause(f.Limit)
+	if len(patients) == 1 {
+		where = append(where, `patient = ?`)
+		args = append(args, patients[0])
+		patients = nil
+	}
+	if patients != nil && f.Limit > 0 && len(patients) <= alarm.PerPatientScan {
+		// A few patients: each one's newest Limit through
+		// alarms_patient_raised, then the newest Limit of those. This reads
+		// at most len(patients)·Limit rows however large the table is.
+		arms := make([]string, len(patients))
+		var all []any
+		for i, p := range patients {
+			arms[i] = `SELECT * FROM (SELECT ` + alarmColumns + ` FROM alarms WHERE ` +
+				strings.Join(append([]string{`patient = ?`}, where...), ` AND `) + ` ORDER BY raised DESC, id DESC LIMIT ?)`
+			all = append(all, p)
+			all = append(all, args...)
+			all = append(all, f.Limit)
+		}
+		query := strings.Join(arms, ` UNION ALL `) + ` ORDER BY raised DESC, id DESC` + lim
+		return queryAlarms(ctx, db.r, "list alarms", query, append(all, limArgs...)...)
+	}
+	if patients != nil {
+		// Many patients (an organisation): walk alarms newest first and
+		// keep those in the set, which SQLite probes as an index it builds
+		// from the JSON array (no bound-variable limit).
+		set, err := json.Marshal(patients)
+		if err != nil {
+			return nil, fmt.Errorf("alarmdb: list alarms: %w", err)
+		}
+		where = append(where, `patient IN (SELECT value FROM json_each(?))`)
+		args = append(args, string(set))
+	}
 	query := `SELECT ` + alarmColumns + ` FROM alarms`
 	if len(where) > 0 {
 		query += ` WHERE ` + strings.Join(where, ` AND `)
 	}
 	query += ` ORDER BY raised DESC, id DESC`
-	lim, limArgs := limitClause(f.Limit)
 	return queryAlarms(ctx, db.r, "list alarms", query+lim, append(args, limArgs...)...)
 }
 

@@ -86,6 +86,10 @@ type visibility struct {
 	// system: events about no patient (installation-wide technical alarms)
 	// go to the installation operator's staff only.
 	system bool
+	// notices: the caller sees notices (alarm.KindNotice, such as the
+	// privacy officer's break-glass alert); clinical staff do not, so the
+	// person a notice is about cannot acknowledge it away.
+	notices bool
 
 	mu   sync.Mutex
 	seen map[string]bool
@@ -98,7 +102,8 @@ func (h *Handler) visibility(ctx context.Context) (*visibility, error) {
 	}
 	role := store.Role(p.Role)
 	v := &visibility{scope: sc, store: h.cfg.Store, seen: map[string]bool{},
-		system: sc.Org == store.DefaultOrg && (role == store.RoleAdmin || role == store.RoleIntegration)}
+		system:  sc.Org == store.DefaultOrg && (role == store.RoleAdmin || role == store.RoleIntegration),
+		notices: role == store.RoleAdmin || role == store.RoleIntegration}
 	return v, nil
 }
 
@@ -133,15 +138,10 @@ func (v *visibility) sees(ctx context.Context, patient string) (bool, error) {
 	return ok, nil
 }
 
-// maxAlarmScan bounds how many alarms an organisation-wide listing reads
-// to fill one page when other organisations' alarms are interleaved.
-const maxAlarmScan = 16 * maxAlarmLimit
-
-// scopedAlarms lists the alarms f selects that the caller may see. A
-// caller limited to a set of patients is answered per patient; an
-// organisation-wide caller reads pages of growing size and filters, so
-// other organisations' alarms are never returned (on an installation with
-// many busy organisations a page may come back short; see maxAlarmScan).
+// scopedAlarms lists the alarms f selects that the caller may see. The
+// alarm store applies the caller's patient set (Filter.Restrict), so a
+// page is full whenever enough visible alarms exist, however many of
+// other organisations' are interleaved.
 func (h *Handler) scopedAlarms(ctx context.Context, f alarm.Filter) ([]alarm.Alarm, error) {
 	v, err := h.visibility(ctx)
 	if err != nil {
@@ -152,56 +152,44 @@ func (h *Handler) scopedAlarms(ctx context.Context, f alarm.Filter) ([]alarm.Ala
 		if err != nil || !ok {
 			return nil, err
 		}
-		return h.cfg.AlarmStore.Alarms(ctx, f)
+		as, err := h.cfg.AlarmStore.Alarms(ctx, f)
+		return v.withoutNotices(as), err
 	}
-	if !v.scope.All {
-		var out []alarm.Alarm
+	var patients []string
+	if v.scope.All {
+		// Patients are created in, and never leave, their organisation.
+		pts, _, err := h.cfg.Store.SearchPatients(ctx, store.PatientFilter{Org: v.scope.Org})
+		if err != nil {
+			return nil, fmt.Errorf("list organisation patients: %w", err)
+		}
+		for _, p := range pts {
+			patients = append(patients, p.ID)
+		}
+	} else {
 		for _, p := range v.scope.Patients {
+			// Care teams and grants name patient ids; the organisation
+			// wall is checked on each patient.
 			if ok, err := v.sees(ctx, p); err != nil {
 				return nil, err
-			} else if !ok {
-				continue
+			} else if ok {
+				patients = append(patients, p)
 			}
-			pf := f
-			pf.Patient = p
-			as, err := h.cfg.AlarmStore.Alarms(ctx, pf)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, as...)
-		}
-		// The store's order: newest raised first.
-		slices.SortStableFunc(out, func(a, b alarm.Alarm) int { return b.Raised.Compare(a.Raised) })
-		if f.Limit > 0 && len(out) > f.Limit {
-			out = out[:f.Limit]
-		}
-		return out, nil
-	}
-	want := f.Limit
-	for scan := want; ; scan *= 4 {
-		pf := f
-		pf.Limit = min(scan, maxAlarmScan)
-		as, err := h.cfg.AlarmStore.Alarms(ctx, pf)
-		if err != nil {
-			return nil, err
-		}
-		var out []alarm.Alarm
-		for _, a := range as {
-			ok, err := v.sees(ctx, a.Patient)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				out = append(out, a)
-			}
-		}
-		if len(out) >= want || len(as) < pf.Limit || pf.Limit == maxAlarmScan {
-			if len(out) > want {
-				out = out[:want]
-			}
-			return out, nil
 		}
 	}
+	if v.system {
+		patients = append(patients, "") // installation-wide technical alarms
+	}
+	f.Restrict, f.Patients = true, patients
+	as, err := h.cfg.AlarmStore.Alarms(ctx, f)
+	return v.withoutNotices(as), err // a page may come back short by the notices left out
+}
+
+// withoutNotices drops the notices a caller may not see.
+func (v *visibility) withoutNotices(as []alarm.Alarm) []alarm.Alarm {
+	if v.notices {
+		return as
+	}
+	return slices.DeleteFunc(as, func(a alarm.Alarm) bool { return a.RuleKind == alarm.KindNotice })
 }
 
 // checkAlarm answers nil if the caller may act on (or read) alarm a:
@@ -216,7 +204,7 @@ func (h *Handler) checkAlarm(r *http.Request, a alarm.Alarm, acting bool) error 
 	if err != nil {
 		return err
 	}
-	if !ok {
+	if !ok || (a.RuleKind == alarm.KindNotice && !v.notices) {
 		return &Error{Status: http.StatusNotFound, Detail: "no such alarm"}
 	}
 	p, _ := auth.PrincipalFrom(r.Context())
@@ -269,6 +257,9 @@ func (h *Handler) streamFilter(r *http.Request, patient string) (func(live.Event
 	}()
 	return func(ev live.Event) bool {
 		if patient != "" && ev.Patient != patient {
+			return false
+		}
+		if ev.Notice && !cur.Load().notices {
 			return false
 		}
 		ok, err := cur.Load().sees(context.WithoutCancel(ctx), ev.Patient)

@@ -168,6 +168,20 @@ func newMatrix(t *testing.T) *matrix {
 	return m
 }
 
+// clinicalAlarms counts the alarms of a listing other than the
+// break-glass notices the matrix's grants raised.
+func clinicalAlarms(b []byte) int {
+	var list struct{ Alarms []alarm.Alarm }
+	json.Unmarshal(b, &list)
+	n := 0
+	for _, a := range list.Alarms {
+		if a.Rule != alarm.RuleBreakGlass {
+			n++
+		}
+	}
+	return n
+}
+
 func (m *matrix) do(t *testing.T, method, path, token, body string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, m.srv.URL+path, strings.NewReader(body))
@@ -321,7 +335,7 @@ func TestAccessMatrix(t *testing.T) {
 						check("latest of "+id, code, b, ok(id))
 						code, b = get("/api/v1/alarms?patient=" + id)
 						check("alarms of "+id, code, b, 200)
-						if got := strings.Count(string(b), `"id"`); got != n {
+						if got := clinicalAlarms(b); got != n {
 							t.Errorf("alarms of %s: %d alarms, want %d", id, got, n)
 						}
 						code, b = get("/api/v1/alarms/" + m.alarm[id])
@@ -344,7 +358,9 @@ func TestAccessMatrix(t *testing.T) {
 				json.Unmarshal(b, &list)
 				var got []string
 				for _, a := range list.Alarms {
-					got = append(got, a.Patient)
+					if a.Rule != alarm.RuleBreakGlass { // the setup's grants raised notices for admins
+						got = append(got, a.Patient)
+					}
 				}
 				slices.Sort(got)
 				var want []string

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tendhealth/tend/internal/alarm"
+	"github.com/tendhealth/tend/internal/deviceca"
 	"github.com/tendhealth/tend/internal/ingest"
 	"github.com/tendhealth/tend/internal/live"
 	"github.com/tendhealth/tend/internal/routes"
@@ -56,6 +57,10 @@ type Config struct {
 	// SignIn checks password logins (lockout, second factor); nil builds
 	// one over Store.
 	SignIn *signin.Checker
+
+	// DeviceCA issues and revokes device certificates (devicecerts.go);
+	// nil: revocation still works, issuing is refused.
+	DeviceCA *deviceca.Authority
 }
 
 // Handler is the root HTTP handler.
@@ -82,6 +87,8 @@ func New(cfg Config) *Handler {
 	}
 	m.Handle("POST /api/v1/devices/{id}/obs", h.serve(h.postObservations))
 	m.Handle("POST /api/v1/devices/{id}/credentials", h.admin(h.postCredentials))
+	m.Handle("POST /api/v1/devices/{id}/certificates", h.admin(h.postDeviceCertificate))
+	m.Handle("POST /api/v1/devices/{id}/certificates/revoke", h.admin(h.revokeDeviceCertificates))
 	// Dead letters belong to no organisation: the installation's operator handles them (access.go).
 	m.Handle("GET /api/v1/deadletters", h.admin(operatorOnly(h.listDeadLetters)))
 	m.Handle("GET /api/v1/deadletters/{id}", h.admin(operatorOnly(h.getDeadLetter)))
@@ -105,6 +112,9 @@ func New(cfg Config) *Handler {
 			return nil
 		}, patientReaders...)
 		m.Handle("/fhir/", fhirHandler)
+		// The CapabilityStatement is public: FHIR and SMART clients read it
+		// before they have a token, and it says nothing about any patient.
+		m.Handle("GET /fhir/metadata", cfg.FHIR)
 		// The base itself takes batch and transaction Bundles; without this
 		// the mux would redirect a POST to /fhir/ and lose its body.
 		m.Handle("/fhir", fhirHandler)

@@ -22,9 +22,14 @@ func (h *Handler) postObservations(w http.ResponseWriter, r *http.Request) error
 	}
 	req := ingest.Request{Source: "http", Device: device, ContentType: r.Header.Get("Content-Type"), Payload: body}
 
-	secret, err := auth.BearerToken(r)
-	if err == nil {
-		err = p.Authenticate(r.Context(), device, secret)
+	if chain := peerChain(r); len(chain) > 0 && p.CertificateDevice(chain[0]) == device {
+		// Mutual TLS with a certificate issued for this device (devicecerts.go).
+		err = p.AuthenticateCertificate(r.Context(), device, chain)
+	} else {
+		var secret string
+		if secret, err = auth.BearerToken(r); err == nil {
+			err = p.Authenticate(r.Context(), device, secret)
+		}
 	}
 	if err != nil {
 		if !errors.Is(err, ingest.ErrBadCredentials) && !errors.Is(err, auth.ErrNoCredentials) && !errors.Is(err, auth.ErrNotBearer) {
@@ -34,7 +39,7 @@ func (h *Handler) postObservations(w http.ResponseWriter, r *http.Request) error
 		// replayed: nothing proves it came from the device it names.
 		req.Source = ingest.SourceUnauthenticated
 		return p.Reject(r.Context(), req, &ingest.Rejection{Status: http.StatusUnauthorized,
-			Reason: "authentication failed: send the device secret as Authorization: Bearer <secret>"})
+			Reason: "authentication failed: send the device secret as Authorization: Bearer <secret>, or connect with a client certificate issued for this device"})
 	}
 	if int64(len(body)) > limit {
 		return p.Reject(r.Context(), req, &ingest.Rejection{Status: http.StatusRequestEntityTooLarge,

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,16 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tendhealth/tend/internal/access"
 	"github.com/tendhealth/tend/internal/auth"
 	"github.com/tendhealth/tend/internal/store"
-)
-
-// Break-glass grants last breakGlassDefault unless asked otherwise, and
-// never longer than breakGlassMax.
-const (
-	breakGlassDefault = 60 * time.Minute
-	breakGlassMax     = 4 * time.Hour
-	maxReason         = 1000
 )
 
 // accessRoutes registers the management API of organisations, users, care
@@ -43,6 +37,7 @@ func (h *Handler) accessRoutes() {
 	m.Handle("POST /api/v1/consents/{id}/revoke", h.withRole(h.revokeConsent, store.RoleAdmin, store.RolePatient))
 	m.Handle("POST /api/v1/break-glass", h.withRole(h.postBreakGlass, store.RoleClinician, store.RoleNurse))
 	m.Handle("GET /api/v1/break-glass", h.admin(h.listBreakGlass))
+	h.contactRoutes() // where the privacy officer is alerted (breakglass_alert.go)
 }
 
 var nameID = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
@@ -349,35 +344,22 @@ func (h *Handler) postConsent(w http.ResponseWriter, r *http.Request) error {
 			return &Error{Status: http.StatusForbidden, Detail: "a patient grants consent only for themself"}
 		}
 	}
-	if req.Scope == "" {
-		req.Scope = store.ConsentRead
-	}
-	if req.Scope != store.ConsentRead && req.Scope != store.ConsentReadAlarms {
-		return &Error{Status: http.StatusBadRequest, Detail: fmt.Sprintf(`scope must be %q or %q`, store.ConsentRead, store.ConsentReadAlarms)}
-	}
 	if req.ID != "" || !req.Revoked.IsZero() {
 		return &Error{Status: http.StatusBadRequest, Detail: "id and revoked are set by Tend"}
 	}
-	now := h.cfg.Now().UTC()
-	if req.Start.IsZero() {
-		req.Start = now
-	}
-	if !req.End.IsZero() && !req.End.After(req.Start) {
-		return &Error{Status: http.StatusBadRequest, Detail: "end must be after start"}
-	}
-	if err := h.patientOfOrg(r, org, req.Patient); err != nil {
+	// The rules live in package access: the dashboard records consents through them too.
+	c, err := access.GrantConsent(r.Context(), h.cfg.Store, org, store.Consent{Patient: req.Patient, Grantee: req.Grantee, Scope: req.Scope,
+		Start: req.Start, End: req.End}, newID(), h.cfg.Now())
+	var bad *access.RequestError
+	switch {
+	case errors.As(err, &bad):
+		return &Error{Status: http.StatusBadRequest, Detail: bad.Detail}
+	case errors.Is(err, access.ErrNotVisible):
+		return errNoSuchPatient
+	case errors.Is(err, access.ErrNoSuchUser):
+		return &Error{Status: http.StatusNotFound, Detail: "no such user"}
+	case err != nil:
 		return err
-	}
-	u, err := h.userOfOrg(r, org, req.Grantee)
-	if err != nil {
-		return err
-	}
-	if u.Role != store.RoleCaregiver {
-		return &Error{Status: http.StatusBadRequest, Detail: "consent is granted to a caregiver"}
-	}
-	c := store.Consent{ID: newID(), Org: org, Patient: req.Patient, Grantee: req.Grantee, Scope: req.Scope, Start: req.Start, End: req.End, Created: now}
-	if err := h.cfg.Store.CreateConsent(r.Context(), c); err != nil {
-		return fmt.Errorf("create consent: %w", err)
 	}
 	return writeJSON(w, http.StatusCreated, consentOut(c))
 }
@@ -427,6 +409,8 @@ type breakGlassJSON struct {
 	Reason  string    `json:"reason"`
 	Start   time.Time `json:"start"`
 	Expires time.Time `json:"expires"`
+	// Alert says who was told of a new grant (only in the answer to it).
+	Alert *breakGlassAlertJSON `json:"alert,omitempty"`
 }
 
 func bgOut(g store.BreakGlass) breakGlassJSON {
@@ -434,8 +418,9 @@ func bgOut(g store.BreakGlass) breakGlassJSON {
 }
 
 // postBreakGlass opens emergency access to one patient of the caller's
-// organisation: the reason is required and kept, the grant expires, and
-// it is listed for the privacy officer at GET /api/v1/break-glass.
+// organisation: the reason is required and kept, the grant expires, it
+// is listed at GET /api/v1/break-glass, and the organisation's privacy
+// officer (else its admins) is alerted through the alarm outbox.
 func (h *Handler) postBreakGlass(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		Patient string `json:"patient"`
@@ -445,32 +430,26 @@ func (h *Handler) postBreakGlass(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(w, r, &req, 64<<10, false); err != nil {
 		return err
 	}
-	req.Reason = strings.TrimSpace(req.Reason)
-	if req.Reason == "" {
-		return &Error{Status: http.StatusBadRequest, Detail: `break-glass access needs a "reason"`}
-	}
-	if len(req.Reason) > maxReason {
-		return &Error{Status: http.StatusBadRequest, Detail: fmt.Sprintf("reason is longer than %d bytes", maxReason)}
-	}
-	d := breakGlassDefault
-	if req.Minutes < 0 || time.Duration(req.Minutes)*time.Minute > breakGlassMax {
-		return &Error{Status: http.StatusBadRequest, Detail: fmt.Sprintf("minutes must be between 1 and %d", int(breakGlassMax.Minutes()))}
-	}
-	if req.Minutes > 0 {
-		d = time.Duration(req.Minutes) * time.Minute
-	}
+	// The rules live in package access: the dashboard grants through them too.
 	p, org := callerOrg(r)
-	if err := h.patientOfOrg(r, org, req.Patient); err != nil {
+	g, err := access.GrantBreakGlass(r.Context(), h.cfg.Store, p, access.BreakGlassRequest{Patient: req.Patient, Reason: req.Reason, Minutes: req.Minutes}, newID(), h.cfg.Now())
+	var bad *access.RequestError
+	switch {
+	case errors.As(err, &bad):
+		return &Error{Status: http.StatusBadRequest, Detail: bad.Detail}
+	case errors.Is(err, access.ErrNotVisible):
+		return errNoSuchPatient
+	case errors.Is(err, access.ErrBreakGlassRole):
+		return &Error{Status: http.StatusForbidden, Detail: err.Error()}
+	case err != nil:
 		return err
-	}
-	now := h.cfg.Now().UTC()
-	g := store.BreakGlass{ID: newID(), Org: org, User: p.Subject, Patient: req.Patient, Reason: req.Reason, Start: now, Expires: now.Add(d)}
-	if err := h.cfg.Store.CreateBreakGlass(r.Context(), g); err != nil {
-		return fmt.Errorf("record break-glass access: %w", err)
 	}
 	// The grant id leads the privacy officer to the record; no PHI here.
 	h.cfg.Logger.Warn("break-glass access granted", "grant", g.ID, "org", org, "user", p.Subject, "expires", g.Expires)
-	return writeJSON(w, http.StatusCreated, bgOut(g))
+	out := bgOut(g)
+	alert := h.alertBreakGlass(context.WithoutCancel(r.Context()), g)
+	out.Alert = &alert
+	return writeJSON(w, http.StatusCreated, out)
 }
 
 func (h *Handler) listBreakGlass(w http.ResponseWriter, r *http.Request) error {

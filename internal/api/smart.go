@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tendhealth/tend/internal/audit"
+	"github.com/tendhealth/tend/internal/auth"
 	"github.com/tendhealth/tend/internal/oauth"
 	"github.com/tendhealth/tend/internal/store"
 )
@@ -103,6 +105,13 @@ func (h *Handler) tokenEndpoint(srv *oauth.Server, w http.ResponseWriter, r *htt
 		return
 	}
 	resp, err := srv.Token(r.Context(), r.PostForm, h.tokenAudiences(r))
+	// The trail names the client: the one issued a token, or the one a
+	// refused request claimed to be (like the user name of a failed sign-in).
+	if err == nil {
+		audit.SetAgent(r.Context(), auth.Principal{Subject: resp.Client.ID, Role: string(resp.Client.Role), Org: resp.Client.Org})
+	} else {
+		audit.SetAgent(r.Context(), auth.Principal{Subject: oauth.ClaimedClient(r.PostForm)})
+	}
 	var oe *oauth.Error
 	switch {
 	case errors.As(err, &oe):

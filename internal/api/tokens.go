@@ -74,6 +74,10 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return errUnauthorized
 	}
+	// The audit trail names who signed out.
+	if t, err := h.cfg.Store.TokenByHash(r.Context(), auth.HashSecret(tok)); err == nil {
+		audit.SetAgent(r.Context(), auth.Principal{Subject: t.Subject, Role: string(t.Role), Org: t.Org})
+	}
 	err = h.cfg.Store.DeleteToken(r.Context(), auth.HashSecret(tok))
 	if errors.Is(err, store.ErrNotFound) {
 		return errUnauthorized

@@ -74,7 +74,7 @@ func exportOf(t *testing.T) ([]byte, Stats) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	st, err := Export(ctx, in.st, in.al, &buf, t0)
+	st, err := Export(ctx, in.st, in.al, &buf, Options{Now: t0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	ctx := context.Background()
 	in := newInstallation(t)
-	imported, err := Import(ctx, bytes.NewReader(file), in.st, in.al)
+	imported, err := Import(ctx, bytes.NewReader(file), in.st, in.al, ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,14 +126,15 @@ func TestImportRefusesBadFiles(t *testing.T) {
 		{"not gzip", []byte("hello"), "not a Tend export"},
 		{"truncated", file[:len(file)/2], ""},
 		{"no header", plain(`{"kind":"patient","data":{}}`), "no header"},
-		{"newer format", plain(`{"format":"tend-export","version":99}`), "version 99"},
+		{"newer format", plain(`{"format":"tend-export","version":99}`), "version 99 was written by a newer tend"},
+		{"format version 0", plain(`{"format":"tend-export","version":0}`), "not a version any tend wrote"},
 		{"no end record", plain(`{"format":"tend-export","version":1}`), "truncated"},
 		{"unknown record", plain(`{"format":"tend-export","version":1}`, `{"kind":"spaceship","data":{}}`), "unknown record kind"},
 		{"bad record", plain(`{"format":"tend-export","version":1}`, `{"kind":"patient","data":{"ID":""}}`), "line 2"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			in := newInstallation(t)
-			_, err := Import(context.Background(), bytes.NewReader(tt.file), in.st, in.al)
+			_, err := Import(context.Background(), bytes.NewReader(tt.file), in.st, in.al, ImportOptions{})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Import: %v, want an error containing %q", err, tt.want)
 			}

@@ -99,6 +99,12 @@ func Hash(r Record) []byte {
 	str(r.Entity)
 	str(r.Query)
 	str(string(r.PrevHash))
+	if r.Purpose != "" {
+		// Hashed only when set: records from before purposes existed
+		// keep their hashes, and the encoding stays unambiguous (the
+		// field is last and length-prefixed).
+		str(r.Purpose)
+	}
 	return h.Sum(nil)
 }
 

@@ -36,7 +36,11 @@ type Middleware struct {
 	// AlarmPatient finds the patient of an alarm when the answer does not
 	// name it (a refused or HTML answer); nil leaves it out.
 	AlarmPatient func(ctx context.Context, id string) (string, error)
-	Logger       *slog.Logger
+	// Purpose names the purpose of use of a request by agent touching
+	// patients when it is not ordinary care (BreakGlassPurpose); nil
+	// records none. An error withholds the answer like a failed append.
+	Purpose func(ctx context.Context, agent auth.Principal, patients []string) (string, error)
+	Logger  *slog.Logger
 }
 
 // Wrap records the requests classify selects (see Middleware).
@@ -94,7 +98,14 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 		// else once its answer is complete.
 		record := func(status int, body []byte, contentType string) error {
 			rec := m.record(ctx, r, class, n, status, body, contentType)
-			if _, err := m.Log.Append(context.WithoutCancel(ctx), rec); err != nil {
+			var err error
+			if m.Purpose != nil {
+				rec.Purpose, err = m.Purpose(context.WithoutCancel(ctx), auth.Principal{Subject: rec.Subject, Role: rec.Role, Org: rec.Org}, rec.Patients)
+			}
+			if err == nil {
+				_, err = m.Log.Append(context.WithoutCancel(ctx), rec)
+			}
+			if err != nil {
 				// No path: it may name a patient.
 				logger.Error("audit record could not be stored; the answer was withheld", "method", r.Method, "action", string(class.Action), "err", err)
 				return err

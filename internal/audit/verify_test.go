@@ -102,11 +102,11 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		{"remove a patient", []string{`DELETE FROM audit_patients WHERE seq = 3 AND idx = 1`}, 3, audit.Altered, false},
 		{"delete a middle row", []string{`DELETE FROM audit_log WHERE seq = 3`}, 3, audit.Missing, false},
 		{"delete the first row", []string{`DELETE FROM audit_log WHERE seq = 1`}, 1, audit.Missing, false},
-		{"insert a row after the head", []string{`INSERT INTO audit_log SELECT 7, t_ns, action, subtype, outcome, status, 'mallory', role, org, source, entity, query, hash, hash FROM audit_log WHERE seq = 6`}, 7, audit.Beyond, false},
+		{"insert a row after the head", []string{`INSERT INTO audit_log SELECT 7, t_ns, action, subtype, outcome, status, 'mallory', role, org, source, entity, query, hash, hash, purpose FROM audit_log WHERE seq = 6`}, 7, audit.Beyond, false},
 		{"insert a row in the middle", []string{
 			`UPDATE audit_log SET seq = seq + 100 WHERE seq >= 4`,
 			`UPDATE audit_log SET seq = seq - 99 WHERE seq >= 100`,
-			`INSERT INTO audit_log SELECT 4, t_ns, action, subtype, outcome, status, subject, role, org, source, entity, query, prev_hash, hash FROM audit_log WHERE seq = 3`,
+			`INSERT INTO audit_log SELECT 4, t_ns, action, subtype, outcome, status, subject, role, org, source, entity, query, prev_hash, hash, purpose FROM audit_log WHERE seq = 3`,
 		}, 4, audit.Altered, false},
 		{"delete the last row", []string{`DELETE FROM audit_log WHERE seq = 6`}, 6, audit.Truncated, false},
 		{"reorder two rows", []string{
@@ -222,7 +222,7 @@ func TestAppendForgedInsert(t *testing.T) {
 				`UPDATE audit_log SET seq = seq - 99 WHERE seq >= 100`,
 				`UPDATE audit_patients SET seq = seq + 100 WHERE seq >= 4`,
 				`UPDATE audit_patients SET seq = seq - 99 WHERE seq >= 100`,
-				fmt.Sprintf(`INSERT INTO audit_log VALUES (4, %d, 'read', '', 0, 0, 'mallory', '', '', '', '', '', %s, %s)`,
+				fmt.Sprintf(`INSERT INTO audit_log VALUES (4, %d, 'read', '', 0, 0, 'mallory', '', '', '', '', '', %s, %s, '')`,
 					forged.Time.UnixNano(), hexLit(b.name, forged.PrevHash), hexLit(b.name, forged.Hash)),
 				`UPDATE audit_head SET seq = 7, hash = (SELECT hash FROM audit_log WHERE seq = 7)`,
 			} {

@@ -20,7 +20,7 @@ func runExport(args []string, stdout, stderr io.Writer) int {
 	data := fs.String("data", "./tend-data", "data directory of the (stopped) embedded installation")
 	out := fs.String("out", "", "file to write (gzip-compressed JSON lines); required")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: tend export --data DIR --out FILE\n\nWrites everything an embedded installation keeps (patients, devices and\nbindings, credentials as hashes, users, readings, dead letters, alarms and\ntheir history, rules, escalation policies, webhooks) to FILE, for\n`tend import` into PostgreSQL. Stop `tend serve` first; readings still in\nthe stream are stored before the export.\n\nFlags (each also TEND_<FLAG>):")
+		fmt.Fprintln(fs.Output(), "Usage: tend export --data DIR --out FILE\n\nWrites everything an embedded installation keeps (organisations, patients,\ndevices and bindings, credentials as hashes, users with their sealed second\nfactor and sign-in failure counters, care teams, consents, break-glass\ngrants, OAuth clients and tokens, device CAs and certificates, notes,\nreadings, dead letters, alarms and their history, rules, escalation\npolicies, webhooks, the audit trail) to FILE, for `tend import` into\nPostgreSQL. Dashboard sessions are not exported:\neveryone signs in again. Stop `tend serve` first; readings still in the\nstream are stored before the export. The file holds PHI and credential\nhashes: protect it like the database.\n\nFlags (each also TEND_<FLAG>):")
 		fs.PrintDefaults()
 	}
 	if code, done := parseArchiveFlags(fs, args, stdout, stderr); done {
@@ -59,7 +59,7 @@ func runImport(args []string, stdout, stderr io.Writer) int {
 	storeURL := fs.String("store", "", "store URL to load into: postgres://... (or empty for SQLite in --data)")
 	in := fs.String("in", "", "export file written by `tend export`; required")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: tend import --store postgres://... --in FILE\n\nLoads an export into a new store (its schema is created first), before\nthe first `tend serve` on it. A store that already holds patients or\nadmins is refused.\n\nFlags (each also TEND_<FLAG>):")
+		fmt.Fprintln(fs.Output(), "Usage: tend import --store postgres://... --in FILE\n\nLoads an export into a new store (its schema is created first), before\nthe first `tend serve` on it. A store that already holds patients, users,\ntokens, organisations, OAuth clients or audit records is refused.\nSecond factors stay sealed with the exported data directory's\nweb-session.key: copy that file into the data directory of every node on\nthe new store (an export sealed with another key than the one in --data\nis refused).\n\nFlags (each also TEND_<FLAG>):")
 		fs.PrintDefaults()
 	}
 	if code, done := parseArchiveFlags(fs, args, stdout, stderr); done {
@@ -86,7 +86,11 @@ func runImport(args []string, stdout, stderr io.Writer) int {
 	if *storeURL != "" {
 		where = postgres.Redact(*storeURL)
 	}
-	return report(stdout, "imported into", where, st)
+	code := report(stdout, "imported into", where, st)
+	if st.SecondFactors > 0 {
+		fmt.Fprintf(stdout, "%d users have a second factor sealed with the exported data directory's web-session.key: copy that file into the data directory of every node serving this store\n", st.SecondFactors)
+	}
+	return code
 }
 
 func parseArchiveFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (int, bool) {

@@ -27,6 +27,7 @@ func commands() []command {
 		{"export", "write an embedded installation to a file, to move it to scale-out", runExport},
 		{"import", "load an export into a new store (PostgreSQL for scale-out)", runImport},
 		{"certs", "write a development CA and TLS certificates (tend certs dev)", runCerts},
+		{"ca", "device certificates for mutual TLS: per-organisation CA, issue, revoke", runCA},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", runHelp},
 	}

@@ -46,6 +46,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	tlsCert := fs.String("tls-cert", "", "PEM server certificate (with chain) for every listener: HTTPS, MQTT over TLS (--mqtt-tls) and MLLP over TLS; reloaded when the file changes")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	tlsClientCA := fs.String("tls-client-ca", "", "PEM CA: client certificates, when a client presents one, must be signed by it")
+	caKeyFile := fs.String("ca-key-file", "", "file with the key given to tend ca init: lets this node issue device certificates (POST /api/v1/devices/{id}/certificates)")
 	mqttTLSAddr := fs.String("mqtt-tls", ":8883", "MQTT over TLS listen address, used when --tls-cert is set; 'off' disables it")
 	limitLoopback := fs.Bool("http-limit-loopback", false, "apply the HTTP limits to clients on loopback too (local tools, or a proxy on this host not listed in --trusted-proxy)")
 	trustedProxy := fs.String("trusted-proxy", "", "reverse proxies (addresses or CIDRs, comma separated) whose X-Forwarded-For and X-Forwarded-Proto are believed")
@@ -58,6 +59,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	httpStreams := fs.Int("http-streams", 32, "open event streams (SSE) per client; 0 disables the limit")
 	httpMaxBody := fs.Int64("http-max-body", 16<<20, "largest HTTP request body in bytes (endpoints have their own, smaller limits)")
 	natsKeyFile := fs.String("nats-encryption-key-file", "", "file holding the key that encrypts the embedded JetStream store at rest (or the key itself in TEND_NATS_ENCRYPTION_KEY)")
+	publicURL := fs.String("public-url", "", "base URL clients reach Tend at, e.g. https://tend.example.org behind a proxy: the SMART token endpoint's audience and advertised URL, and links in notifications")
 	sessionIdle := fs.Duration("session-idle", 15*time.Minute, "sign a dashboard user out after this long without a request (sessions end 12 h after sign-in regardless)")
 	requireTOTP := fs.String("require-totp", "", "roles that must sign in with an authenticator app (TOTP), comma separated, e.g. admin,clinician")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -98,6 +100,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tend serve:", err)
 		return 2
 	}
+	caKey, err := caKeyFromFile(*caKeyFile) // ca.go
+	if err != nil {
+		fmt.Fprintln(stderr, "tend serve:", err)
+		return 2
+	}
 	totpRoles, err := parseRoles(*requireTOTP) // people.go
 	if err != nil {
 		fmt.Fprintf(stderr, "tend serve: --require-totp: %v\n", err)
@@ -105,6 +112,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	if *sessionIdle <= 0 {
 		fmt.Fprintln(stderr, "tend serve: --session-idle must be positive, e.g. 15m")
+		return 2
+	}
+	pubURL, err := parsePublicURL(*publicURL) // publicurl.go
+	if err != nil {
+		fmt.Fprintf(stderr, "tend serve: --public-url: %v\n", err)
 		return 2
 	}
 	proxies, err := httpguard.ParseProxies(*trustedProxy)
@@ -126,7 +138,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		Logger: log, Console: stdout,
 		TLS:         tlsconf.Files{CertFile: *tlsCert, KeyFile: *tlsKey, ClientCAFile: *tlsClientCA},
 		MQTTTLSAddr: *mqttTLSAddr, HTTPGuard: guard, NATSEncryptionKey: sec.natsKey,
-		SessionIdle: *sessionIdle, RequireTOTP: totpRoles,
+		SessionIdle: *sessionIdle, RequireTOTP: totpRoles, DeviceCAKey: caKey, PublicURL: pubURL,
 		SMTP: node.SMTP{Addr: *smtpAddr, From: *smtpFrom, Username: *smtpUser, Password: sec.smtpPassword, StartTLS: *smtpTLS},
 	})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -29,8 +29,9 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	data := fs.String("data", "", "data directory of a running Tend: its listen.json gives the addresses")
 	httpAddr := fs.String("http", "", "HTTP address of a running Tend (host:port or URL); overrides listen.json")
 	mqttAddr := fs.String("mqtt", "", "MQTT address of a running Tend (host:port); overrides listen.json")
+	mllpAddr := fs.String("mllp", "", "HL7 MLLP address of a running Tend (host:port), for --proto mllp; overrides listen.json")
 	token := fs.String("token", "", "admin API token of the running Tend (registers patients and devices, reads alarms); default TEND_BOOTSTRAP_TOKEN")
-	proto := fs.String("proto", "mqtt", "device protocol: mqtt or http")
+	proto := fs.String("proto", "mqtt", "device protocol: mqtt, http, or mllp (clinical readings as HL7 ORU^R01 over MLLP, device status over MQTT)")
 	patients := fs.Int("patients", 20, "virtual patients")
 	setting := fs.String("setting", "mixed", "care setting of the patients: ward (bedside monitor), home (wearable, cuff, scale, …) or mixed (half each)")
 	seed := fs.Uint64("seed", 1, "random seed: the same seed gives the same readings")
@@ -45,7 +46,8 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(fs.Output(), `Usage: tend simulate [flags]
 
 Simulates a fleet of virtual patients and their devices sending readings to
-Tend over MQTT or HTTP with their own credentials. Without --data or --http
+Tend over MQTT or HTTP with their own credentials, or as a monitor gateway
+sending HL7 v2 ORU^R01 over MLLP. Without --data or --http
 it starts Tend in-process in a temporary directory, sharing a virtual clock,
 so a day can run in minutes. Against a running Tend it runs in real time.
 
@@ -77,8 +79,8 @@ Flags (each also TEND_<FLAG>):`)
 	if *patients < 1 || *patients > 1_000_000 {
 		return fail(2, "--patients %d: use 1 to 1000000", *patients)
 	}
-	if *proto != "mqtt" && *proto != "http" {
-		return fail(2, "--proto %q: use mqtt or http", *proto)
+	if *proto != "mqtt" && *proto != "http" && *proto != "mllp" {
+		return fail(2, "--proto %q: use mqtt, http or mllp", *proto)
 	}
 	if *duration <= 0 {
 		return fail(2, "--duration %s: must be positive", *duration)
@@ -101,7 +103,7 @@ Flags (each also TEND_<FLAG>):`)
 	remote := *data != "" || *httpAddr != ""
 	var clock *sim.VirtualClock
 	start := time.Now().UTC()
-	tgt := target{http: *httpAddr, mqtt: *mqttAddr, token: *token}
+	tgt := target{http: *httpAddr, mqtt: *mqttAddr, mllp: *mllpAddr, token: *token}
 	if remote {
 		if *speed == -1 {
 			*speed = 1
@@ -129,17 +131,25 @@ Flags (each also TEND_<FLAG>):`)
 		defer os.RemoveAll(dir)
 		clock = sim.NewVirtualClock(start)
 		tgt.token = auth.NewSecret()
-		n := node.New(node.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", MLLPAddr: node.Off,
+		mllpListen := node.Off
+		if *proto == "mllp" {
+			mllpListen = "127.0.0.1:0"
+		}
+		n := node.New(node.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", MLLPAddr: mllpListen,
 			BootstrapToken: tgt.token, Now: clock.Now, Logger: log, Console: io.Discard})
 		if err := n.Start(ctx); err != nil {
 			return fail(1, "start Tend in-process: %v", err)
 		}
 		defer n.Close()
 		a := n.Addrs()
-		tgt.http, tgt.mqtt = a.HTTP, a.MQTT
+		tgt.http, tgt.mqtt, tgt.mllp = a.HTTP, a.MQTT, a.MLLP
 	}
 	if !strings.Contains(tgt.http, "://") {
 		tgt.http = "http://" + tgt.http
+	}
+	now := time.Now
+	if clock != nil {
+		now = clock.Now
 	}
 	var sender sim.Sender
 	switch *proto {
@@ -152,6 +162,15 @@ Flags (each also TEND_<FLAG>):`)
 		sender = m
 	case "http":
 		sender = &sim.HTTPSender{Base: tgt.http}
+	case "mllp":
+		if tgt.mllp == "" || tgt.mqtt == "" {
+			return fail(2, "--mllp, --mqtt: --proto mllp needs Tend's MLLP listener for readings and its MQTT listener for device status")
+		}
+		m := &sim.MQTTSender{Addr: tgt.mqtt}
+		defer m.Close()
+		h := &sim.MLLPSender{Addr: tgt.mllp, Fallback: m, Now: now}
+		defer h.Close()
+		sender = h
 	}
 
 	api := &sim.API{Base: tgt.http, Token: tgt.token}
@@ -239,7 +258,7 @@ func parseScenarioFlag(v string) ([]sim.ScenarioSpec, error) {
 }
 
 // target is where a running Tend listens.
-type target struct{ http, mqtt, token string }
+type target struct{ http, mqtt, mllp, token string }
 
 // fill takes the addresses the flags left empty from DIR/listen.json.
 func (t *target) fill(dir string) error {
@@ -262,6 +281,9 @@ func (t *target) fill(dir string) error {
 	}
 	if t.mqtt == "" {
 		t.mqtt = a.MQTT
+	}
+	if t.mllp == "" {
+		t.mllp = a.MLLP
 	}
 	if t.http == "" {
 		return fmt.Errorf("--data %s: Tend's HTTP listener is off; the simulator needs it to register devices", dir)

@@ -25,7 +25,7 @@ func TestSimulateBadInput(t *testing.T) {
 		{[]string{"--scenario", filepath.Join(dir, "missing.json")}, "--scenario: open"},
 		{[]string{"--patients", "0"}, "--patients 0: use 1 to 1000000"},
 		{[]string{"--setting", "icu"}, `--setting "icu": use ward, home or mixed`},
-		{[]string{"--proto", "coap"}, `--proto "coap": use mqtt or http`},
+		{[]string{"--proto", "coap"}, `--proto "coap": use mqtt, http or mllp`},
 		{[]string{"--duration", "-1h"}, "--duration -1h0m0s: must be positive"},
 		{[]string{"--data", dir, "--token", "x"}, "no listen.json: is Tend running with that data directory?"},
 		{[]string{"--http", "127.0.0.1:1", "--speed", "0"}, "--speed 0: against a running Tend only 1 (real time) works"},

@@ -49,9 +49,9 @@ type Config struct {
 	Now      func() time.Time
 }
 
-// user is one demo login. Tend's roles are admin and integration so far;
-// clinical staff get integration (see and act on alarms, read patients)
-// until care-team roles exist.
+// user is one demo login, with the role that decides what it sees: the
+// clinician and nurse see the patients of their care teams, the caregiver
+// only the home patients who consented.
 type user struct {
 	id, name string
 	role     store.Role
@@ -59,11 +59,24 @@ type user struct {
 }
 
 var users = []user{
-	{"clinician", "Dr Demo Clinician", store.RoleIntegration, "ward round: patients, trends, alarms"},
-	{"nurse", "Demo Nurse", store.RoleIntegration, "alarm board: acknowledge and resolve"},
-	{"caregiver", "Demo Caregiver", store.RoleIntegration, "home caseload: falls, glucose, weight"},
-	{"admin", "Demo Administrator", store.RoleAdmin, "devices, users, rules"},
+	{"clinician", "Dr Demo Clinician", store.RoleClinician, "care teams ward and home: patients, trends, alarms"},
+	{"nurse", "Demo Nurse", store.RoleNurse, "care team ward: alarm board, acknowledge and resolve"},
+	{"caregiver", "Demo Caregiver", store.RoleCaregiver, fmt.Sprintf("%d home patients who consented: falls, glucose, weight", consentingPatients)},
+	{"admin", "Demo Administrator", store.RoleAdmin, "devices, users, care teams, rules"},
 }
+
+// Care teams of the demo and who is in them; patients join by setting.
+var teams = []struct {
+	id, name, setting string
+	members           []string
+}{
+	{"demo-ward", "Ward", sim.Ward, []string{"clinician", "nurse"}},
+	{"demo-home", "Home monitoring", sim.Home, []string{"clinician"}},
+}
+
+// consentingPatients is how many home patients gave the demo caregiver
+// access to their data and alarms.
+const consentingPatients = 5
 
 // Scenarios start a few episodes within minutes of the start, then keep
 // a trickle of new ones coming.
@@ -139,6 +152,9 @@ func Seed(ctx context.Context, cfg Config) ([]sim.Patient, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := seedAccess(ctx, cfg.Store, ps, now); err != nil {
+		return nil, err
+	}
 	w := cfg.Console
 	fmt.Fprintf(w, "\nTend demo: %d ward and %d home patients", WardPatients, HomePatients)
 	if created == 0 {
@@ -172,6 +188,49 @@ func seedUsers(ctx context.Context, s store.Store, now time.Time) ([][3]string, 
 		out = append(out, [3]string{u.id, "password " + password, u.what})
 	}
 	return out, nil
+}
+
+// seedAccess puts the patients in their care teams, has the first home
+// patients consent to the caregiver, once; a second start finds it all in
+// place.
+func seedAccess(ctx context.Context, s store.Store, ps []sim.Patient, now time.Time) error {
+	for _, t := range teams {
+		err := s.CreateCareTeam(ctx, store.CareTeam{ID: t.id, Org: store.DefaultOrg, Name: t.name, Created: now})
+		if err != nil && !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("demo: care team %s: %w", t.id, err)
+		}
+		for _, m := range t.members {
+			if err := s.SetCareTeamMember(ctx, t.id, m, true); err != nil {
+				return fmt.Errorf("demo: care team %s: %w", t.id, err)
+			}
+		}
+		for _, p := range ps {
+			if p.Setting == t.setting {
+				if err := s.SetCareTeamPatient(ctx, t.id, p.ID, true); err != nil {
+					return fmt.Errorf("demo: care team %s: %w", t.id, err)
+				}
+			}
+		}
+	}
+	active, err := s.ActiveConsents(ctx, "caregiver", now)
+	if err != nil {
+		return fmt.Errorf("demo: consents: %w", err)
+	}
+	if len(active) == 0 {
+		n := 0
+		for _, p := range ps {
+			if p.Setting != sim.Home || n == consentingPatients {
+				continue
+			}
+			c := store.Consent{ID: "demo-consent-" + strings.ToLower(p.Label), Org: store.DefaultOrg, Patient: p.ID, Grantee: "caregiver",
+				Scope: store.ConsentReadAlarms, Start: now, Created: now}
+			if err := s.CreateConsent(ctx, c); err != nil && !errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("demo: consent: %w", err)
+			}
+			n++
+		}
+	}
+	return nil
 }
 
 // seedPatient finds or registers one patient and their devices and gives

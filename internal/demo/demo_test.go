@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tendhealth/tend/internal/access"
+	"github.com/tendhealth/tend/internal/auth"
 	"github.com/tendhealth/tend/internal/node"
 	"github.com/tendhealth/tend/internal/sim"
 	"github.com/tendhealth/tend/internal/store"
@@ -75,13 +77,37 @@ func TestSeedIsIdempotent(t *testing.T) {
 			}
 		}
 	}
-	// The logins work and have the roles the dashboard knows.
+	// The logins have their roles, and each sees what its role allows:
+	// the nurse the ward, the clinician ward and home, the caregiver the
+	// consenting home patients.
 	n, _ := startNode(t, dir)
 	defer n.Close()
-	for _, m := range passwords {
-		u, err := n.Store().User(context.Background(), m[1])
-		if err != nil || (u.Role != store.RoleAdmin && u.Role != store.RoleIntegration) {
-			t.Errorf("user %s: %+v %v", m[1], u, err)
+	ctx := context.Background()
+	policy := access.New(n.Store(), time.Now)
+	ward, home := 0, 0
+	for _, p := range first {
+		if p.Setting == sim.Ward {
+			ward++
+		} else {
+			home++
+		}
+	}
+	want := map[string]int{"clinician": ward + home, "nurse": ward, "caregiver": consentingPatients}
+	for _, u := range users {
+		got, err := n.Store().User(ctx, u.id)
+		if err != nil || got.Role != u.role {
+			t.Errorf("user %s: %+v %v, want role %s", u.id, got, err, u.role)
+			continue
+		}
+		if u.role == store.RoleAdmin {
+			continue
+		}
+		sc, err := policy.Scope(ctx, auth.Principal{Subject: got.ID, Role: string(got.Role), Org: got.Org})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sc.Patients) != want[u.id] {
+			t.Errorf("%s sees %d patients, want %d", u.id, len(sc.Patients), want[u.id])
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tendhealth/tend/internal/auth"
 	"github.com/tendhealth/tend/internal/store"
 )
 
@@ -57,6 +58,9 @@ func (a auditEvents) read(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if org := auditOrg(r); org != "" && store.OrgOrDefault(e.Org) != org {
+		return errorf(http.StatusNotFound, "not-found", "AuditEvent not found")
+	}
 	writeJSON(w, http.StatusOK, AuditEventOf(e))
 	return nil
 }
@@ -76,7 +80,7 @@ func (a auditEvents) search(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q.Limit = count + 1
-	es, err := a.store.AuditEntries(r.Context(), q)
+	es, err := a.entries(r, q, count+1)
 	if err != nil {
 		return err
 	}
@@ -103,6 +107,45 @@ func (a auditEvents) search(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, b)
 	return nil
+}
+
+// auditOrg is the organisation whose records the caller may read: "" (all)
+// for the installation's operator (the default organisation), else the
+// caller's own, so one tenant's auditors never see another's trail.
+func auditOrg(r *http.Request) string {
+	p, ok := auth.PrincipalFrom(r.Context())
+	if !ok {
+		return ""
+	}
+	if org := store.OrgOrDefault(p.Org); org != store.DefaultOrg {
+		return org
+	}
+	return ""
+}
+
+// entries returns up to want entries of q the caller may read, reading
+// further pages while other organisations' records are skipped.
+func (a auditEvents) entries(r *http.Request, q store.AuditQuery, want int) ([]store.AuditEntry, error) {
+	org := auditOrg(r)
+	if org == "" {
+		return a.store.AuditEntries(r.Context(), q)
+	}
+	var out []store.AuditEntry
+	for {
+		page, err := a.store.AuditEntries(r.Context(), q)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range page {
+			if store.OrgOrDefault(e.Org) == org && len(out) < want {
+				out = append(out, e)
+			}
+		}
+		if len(out) >= want || len(page) < q.Limit || len(page) == 0 {
+			return out, nil
+		}
+		q.AfterSeq = page[len(page)-1].Seq
+	}
 }
 
 // parseAuditSearch reads patient, agent (or user), date (repeatable, with
@@ -162,6 +205,7 @@ type AuditEvent struct {
 	Recorded     string           `json:"recorded"`
 	Outcome      string           `json:"outcome"`
 	OutcomeDesc  string           `json:"outcomeDesc,omitempty"`
+	Purpose      []Concept        `json:"purposeOfEvent,omitempty"`
 	Agent        []auditAgent     `json:"agent"`
 	Source       auditSource      `json:"source"`
 	Entity       []auditEntity    `json:"entity,omitempty"`
@@ -303,6 +347,9 @@ func AuditEventOf(e store.AuditEntry) AuditEvent {
 		agent.Network = &auditNetwork{Address: e.Source, Type: typ}
 	}
 	ev.Agent = []auditAgent{agent}
+	if e.Purpose != "" { // e.g. BTG: the access was made under a break-glass grant
+		ev.Purpose = []Concept{{Coding: []Coding{{System: "http://terminology.hl7.org/CodeSystem/v3-ActReason", Code: e.Purpose, Display: actReasonDisplay[e.Purpose]}}}}
+	}
 
 	for _, p := range e.Patients {
 		ev.Entity = append(ev.Entity, auditEntity{What: &auditReference{Reference: "Patient/" + p},
@@ -326,6 +373,9 @@ func AuditEventOf(e store.AuditEntry) AuditEvent {
 	}
 	return ev
 }
+
+// actReasonDisplay names the purposes of use Tend records.
+var actReasonDisplay = map[string]string{"BTG": "break the glass"}
 
 // isResourceRef: "Type/id" (a FHIR read) rather than a path or a search.
 func isResourceRef(s string) bool {

@@ -52,6 +52,8 @@ type Config struct {
 	// Access, when set, scopes every request to its caller's patients and
 	// organisation (scope.go); nil serves everything.
 	Access *access.Policy
+	// Export, when set, serves FHIR Bulk Data $export (export.go).
+	Export *Exporter
 }
 
 type handler struct {
@@ -99,6 +101,9 @@ func NewHandler(cfg Config) http.Handler {
 	h.route("/fhir/Observation/{id}", map[string]handlerFunc{http.MethodGet: h.readObservation})
 	h.route("/fhir/Observation/$lastn", map[string]handlerFunc{http.MethodGet: h.lastn})
 	h.route("/fhir/Patient/{id}/$everything", map[string]handlerFunc{http.MethodGet: h.everything})
+	if cfg.Export != nil {
+		h.exportRoutes(cfg.Export)
+	}
 	h.mux.HandleFunc("/fhir/", func(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, errorf(http.StatusNotFound, "not-supported", "no such FHIR endpoint"))
 	})

@@ -26,6 +26,10 @@ func (h *handler) scoped(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fhir/metadata" {
+			next.ServeHTTP(w, r) // the CapabilityStatement is public and holds no patient data
+			return
+		}
 		sc, _, err := h.access.FromContext(r.Context())
 		if errors.Is(err, access.ErrNoPrincipal) {
 			h.writeError(w, r, errorf(http.StatusUnauthorized, "login", "authentication is required"))

@@ -70,6 +70,8 @@ type Pipeline struct {
 	// Replayers replay dead letters of content types that do not come
 	// through this pipeline (HL7 v2 from MLLP), keyed by content type.
 	Replayers map[string]func(context.Context, Request) (int, error)
+	// Certs verifies device certificates (mutual TLS); nil takes none (certs.go).
+	Certs CertVerifier
 
 	mu       sync.RWMutex
 	bindings map[string][]store.Binding // device → history, oldest first

@@ -24,6 +24,10 @@ type Event struct {
 	Type    string // TypeReading or TypeAlarm
 	Patient string // "" for events about no patient (system alarms)
 	Data    []byte
+	// Notice marks an alarm addressed to named people rather than to the
+	// patient's carers (such as the privacy officer's break-glass alert);
+	// clinical staff's streams leave it out.
+	Notice bool
 }
 
 // DefaultBuffer is the per-subscriber buffer of a Hub with Buffer 0.

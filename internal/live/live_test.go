@@ -65,7 +65,7 @@ func TestSlowSubscriberIsClosedNotSkipped(t *testing.T) {
 	}
 	got := drain(slow)
 	if len(got) != 3 || string(got[0].Data) != "0" || string(got[2].Data) != "2" {
-		t.Fatalf("slow subscriber got %d events %q, want the first 3 then the end", len(got), got)
+		t.Fatalf("slow subscriber got %d events %+v, want the first 3 then the end", len(got), got)
 	}
 	if !errors.Is(slow.Err(), ErrSlow) {
 		t.Fatalf("slow subscriber err %v, want ErrSlow", slow.Err())

@@ -220,15 +220,30 @@ func (c *conn) handshake() bool {
 			assigned = c.clientID
 		}
 	}
-	if !cp.hasUsername || !cp.hasPassword || len(cp.username) == 0 {
+	certAuth, chain, certDevice := s.peerCertificate(c.nc)
+	switch {
+	case certDevice != "":
+		// A client certificate naming a device is the credential; a user
+		// name, if sent, must be that device and the password is ignored.
+		if cp.hasUsername && len(cp.username) > 0 && string(cp.username) != certDevice {
+			return refuse(0x04, reasonBadCredentials)
+		}
+		c.username = certDevice
+	case !cp.hasUsername || !cp.hasPassword || len(cp.username) == 0:
 		return refuse(0x04, reasonBadCredentials)
+	default:
+		c.username = string(cp.username)
 	}
-	c.username = string(cp.username)
-	// Visible to Disconnect from here on, so a credential rotation that
-	// races with this check still closes the connection.
+	// Visible to Disconnect from here on, so a credential rotation (or a
+	// certificate revocation) that races with this check still closes the
+	// connection.
 	c.identified.Store(true)
 	actx, cancel := context.WithDeadline(s.ctx, deadline)
-	err = s.Auth.Authenticate(actx, c.clientID, c.username, cp.password)
+	if certDevice != "" {
+		err = certAuth.AuthenticateCertificate(actx, c.clientID, chain)
+	} else {
+		err = s.Auth.Authenticate(actx, c.clientID, c.username, cp.password)
+	}
 	cancel()
 	select {
 	case <-c.quit:

@@ -5,6 +5,10 @@
 // that every connection is authenticated per device, and so that handlers
 // from many connections run concurrently and can share one group commit.
 //
+// An Authenticator that also implements CertAuthenticator takes a client
+// certificate presented on the TLS listener as the device's credential
+// (mutual TLS); otherwise CONNECT carries user name and password.
+//
 // Scope: device uplink, and downlink of commands to devices (Deliver).
 // SUBSCRIBE is granted per filter only if the Authenticator also implements
 // SubscribeAuthorizer and allows that exact filter string (wildcards
@@ -36,6 +40,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -51,6 +56,39 @@ import (
 // password is only valid during the call: the server wipes it afterwards.
 type Authenticator interface {
 	Authenticate(ctx context.Context, clientID, username string, password []byte) error
+}
+
+// CertAuthenticator is implemented by an Authenticator that also accepts
+// a client certificate presented over TLS as a device's credential (mutual
+// TLS). When CertificateDevice names a device for the presented chain, the
+// CONNECT user name must be empty or that device, no password is needed,
+// and AuthenticateCertificate decides, with the same errors as
+// Authenticate. Otherwise the user name and password path applies.
+type CertAuthenticator interface {
+	// CertificateDevice returns the device the leaf certificate names,
+	// or "" when it names none. It proves nothing by itself.
+	CertificateDevice(leaf *x509.Certificate) string
+	// AuthenticateCertificate verifies the chain (leaf first) proves the
+	// device it names, now.
+	AuthenticateCertificate(ctx context.Context, clientID string, chain []*x509.Certificate) error
+}
+
+// peerCertificate returns the client certificate chain of a TLS connection
+// and the device it names, when the Authenticator takes certificates.
+func (s *Server) peerCertificate(nc net.Conn) (CertAuthenticator, []*x509.Certificate, string) {
+	ca, ok := s.Auth.(CertAuthenticator)
+	if !ok {
+		return nil, nil, ""
+	}
+	tc, ok := nc.(*tls.Conn)
+	if !ok {
+		return nil, nil, ""
+	}
+	chain := tc.ConnectionState().PeerCertificates
+	if len(chain) == 0 {
+		return nil, nil, ""
+	}
+	return ca, chain, ca.CertificateDevice(chain[0])
 }
 
 // Message is one received PUBLISH. The handler owns Payload.

@@ -26,7 +26,8 @@ func VerifyAudit(ctx context.Context, cfg Config) (audit.Result, error) {
 // audit); the log is the node's one writer to its store's audit chain.
 func (n *Node) auditing(root http.Handler) http.Handler {
 	n.auditLog = audit.New(n.store, n.cfg.Now)
-	mw := &audit.Middleware{Log: n.auditLog, Classify: audit.Classify, Logger: n.cfg.Logger}
+	mw := &audit.Middleware{Log: n.auditLog, Classify: audit.Classify, Logger: n.cfg.Logger,
+		Purpose: audit.BreakGlassPurpose(n.store, n.cfg.Now)} // break-glass access is flagged BTG
 	if n.alarms != nil && n.alarms.db != nil {
 		db := n.alarms.db
 		mw.AlarmPatient = func(ctx context.Context, id string) (string, error) {

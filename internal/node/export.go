@@ -50,13 +50,44 @@ func Export(ctx context.Context, cfg Config, w io.Writer) (archive.Stats, error)
 		return archive.Stats{}, fmt.Errorf("open alarm database: %w", err)
 	}
 	defer al.Close()
-	return archive.Export(ctx, st, al, w, cfg.Now())
+	keyID, err := sealKeyID(cfg.DataDir)
+	if err != nil {
+		return archive.Stats{}, err
+	}
+	return archive.Export(ctx, st, al, w, archive.Options{Now: cfg.Now(), SealKeyID: keyID})
+}
+
+// sealKeyFile is the data directory's key file second factors are sealed
+// under (see signInChecker).
+const sealKeyFile = "web-session.key"
+
+// sealKeyID fingerprints dir's web-session.key, "" if it has none; the key
+// itself never leaves the directory.
+func sealKeyID(dir string) (string, error) {
+	if dir == "" {
+		return "", nil
+	}
+	key, err := os.ReadFile(filepath.Join(dir, sealKeyFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", sealKeyFile, err)
+	}
+	return archive.SealKeyID(key), nil
 }
 
 // Import loads an export into the store cfg names (migrating its schema
-// first); the store must be new.
+// first); the store must be new. When cfg.DataDir holds a web-session.key,
+// an export whose second factors were sealed under another key is refused:
+// the nodes on the new store open them with that file (copy it from the
+// exported data directory to each of them).
 func Import(ctx context.Context, cfg Config, r io.Reader) (archive.Stats, error) {
 	cfg = New(cfg).cfg
+	keyID, err := sealKeyID(cfg.DataDir)
+	if err != nil {
+		return archive.Stats{}, err
+	}
 	if cfg.StoreURL == "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return archive.Stats{}, fmt.Errorf("create data directory: %w", err)
@@ -72,7 +103,7 @@ func Import(ctx context.Context, cfg Config, r io.Reader) (archive.Stats, error)
 		return archive.Stats{}, err
 	}
 	defer al.Close()
-	return archive.Import(ctx, r, st, al)
+	return archive.Import(ctx, r, st, al, archive.ImportOptions{SealKeyID: keyID})
 }
 
 // checkStopped refuses to export a data directory whose node answers.

@@ -44,7 +44,7 @@ func (n *Node) startLiveFanOut() error {
 	subA, err := nc.Subscribe(liveAlarmsSubject, func(m *nats.Msg) {
 		var ev liveAlarm
 		if json.Unmarshal(m.Data, &ev) == nil {
-			n.hub.Publish(live.Event{Type: live.TypeAlarm, Patient: ev.Alarm.Patient, Data: m.Data})
+			n.hub.Publish(live.Event{Type: live.TypeAlarm, Patient: ev.Alarm.Patient, Data: m.Data, Notice: ev.Alarm.RuleKind == alarm.KindNotice})
 		}
 	})
 	if err != nil {
@@ -105,5 +105,5 @@ func (n *Node) publishAlarm(a alarm.Alarm, action string) {
 		}
 		return
 	}
-	n.hub.Publish(live.Event{Type: live.TypeAlarm, Patient: a.Patient, Data: b})
+	n.hub.Publish(live.Event{Type: live.TypeAlarm, Patient: a.Patient, Data: b, Notice: a.RuleKind == alarm.KindNotice})
 }

@@ -5,6 +5,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 	"github.com/tendhealth/tend/internal/api"
 	"github.com/tendhealth/tend/internal/audit"
 	"github.com/tendhealth/tend/internal/commit"
+	"github.com/tendhealth/tend/internal/deviceca"
 	"github.com/tendhealth/tend/internal/fhir"
 	"github.com/tendhealth/tend/internal/hl7/inbound"
 	"github.com/tendhealth/tend/internal/hl7/pcd"
@@ -87,6 +89,16 @@ type Config struct {
 	SessionIdle time.Duration
 	// RequireTOTP lists roles that must sign in with an authenticator app.
 	RequireTOTP []store.Role
+	// DeviceCAKey opens the organisations' device CA keys, so the API can
+	// issue device certificates; nil: verify and revoke only (deviceca.go).
+	DeviceCAKey *deviceca.Key
+	// RevocationPoll is how often certificate revocations made elsewhere
+	// are checked (0: deviceca.DefaultWatchInterval).
+	RevocationPoll time.Duration
+	// PublicURL is the base URL clients reach Tend at behind a proxy
+	// (https://tend.example.org): the SMART token endpoint's audience and
+	// advertised URL, and links in notifications. "" uses each request's own.
+	PublicURL string
 }
 
 // Node is one running Tend process.
@@ -106,10 +118,17 @@ type Node struct {
 	registry        *prometheus.Registry
 	alarms          *alarms
 	hub             *live.Hub
+	exporter        *fhir.Exporter    // FHIR Bulk Data $export jobs; nil without HTTP
 	auditLog        *audit.Log        // the node's writer of the audit trail (audit.go)
 	liveNC          *nats.Conn        // live fan-out between nodes; nil when embedded
 	tls             *tlsconf.Reloader // nil when the listeners are plain
 	forwarding      *hl7Fwd           // HL7 forwarding to an EHR; nil when off
+	routes          []string          // HTTP route patterns, API then dashboard (web.go)
+
+	// Device certificates for mutual TLS, and the watch that closes the
+	// connections of certificates revoked elsewhere (deviceca.go).
+	deviceCerts *deviceca.Verifier
+	revocations *deviceca.Watcher
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -164,7 +183,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 
 	if cfg.TLS.Enabled() {
-		if n.tls, err = tlsconf.Load(cfg.TLS, tlsconf.Options{Logger: log}); err != nil {
+		if n.tls, err = tlsconf.Load(cfg.TLS, tlsconf.Options{Logger: log, ClientVerifier: n.deviceCertVerifier()}); err != nil {
 			return err
 		}
 	}
@@ -189,6 +208,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("start group commit: %w", err)
 	}
 	n.pipeline = ingest.NewPipeline(n.store, n.commit, cfg.Now, log, n.registry)
+	n.pipeline.Certs = n.deviceCertVerifier()
 	if n.recorderMetrics, err = recorder.NewMetrics(n.registry); err != nil {
 		return err
 	}
@@ -247,6 +267,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		n.mllp = &mllp.Server{Addr: cfg.MLLPAddr, Handler: h, Logger: log}
 		if n.tls != nil {
 			n.mllp.TLSConfig = n.tls.ServerConfig()
+			if cfg.TLS.ClientCAFile != "" {
+				// HL7 v2 has no authentication of its own: with a client CA,
+				// the certificate is the sender's only credential.
+				n.mllp.TLSConfig.ClientAuth = tls.RequireAndVerifyClientCert
+			}
 		}
 		if err := n.mllp.Start(runCtx); err != nil {
 			n.mllp = nil
@@ -258,8 +283,12 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if n.mqtt != nil {
 			kickers = append(kickers, n.mqtt)
 		}
+		n.exporter = fhir.NewExporter(fhir.ExportConfig{Store: n.store, Access: access.New(n.store, cfg.Now), Now: cfg.Now, Logger: log, Workers: 2})
+		if err := n.exporter.Start(runCtx); err != nil {
+			return err
+		}
 		fh := fhir.NewHandler(fhir.Config{Store: n.store, Now: cfg.Now, Logger: log, OnDeviceChanged: n.pipeline.InvalidateDevice,
-			Commit: n.commit, Access: access.New(n.store, cfg.Now)})
+			Commit: n.commit, Access: access.New(n.store, cfg.Now), Export: n.exporter})
 		checker, sessionKey, err := n.signInChecker() // people.go
 		if err != nil {
 			return err
@@ -270,6 +299,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			Alarms:  n.alarms.service, AlarmStore: n.alarms.db, Profiles: n.alarms.profiles, Live: n.hub,
 			AuditEvents: n.auditEvents(),
 			SignIn:      checker,
+			DeviceCA:    n.deviceCA(),
+			PublicURL:   cfg.PublicURL,
 		})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
@@ -301,6 +332,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			}
 		}()
 	}
+	if err := n.startRevocationWatch(runCtx); err != nil {
+		return err
+	}
 	// Only now, with every listener bound, may a first start create the
 	// admin: a start that fails earlier must not use up the one-time password.
 	if err := bootstrap(ctx, n.store, cfg); err != nil {
@@ -328,6 +362,10 @@ func (n *Node) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		errs = append(errs, n.http.Shutdown(ctx))
 		cancel()
+	}
+	errs = append(errs, n.stopRevocationWatch())
+	if n.exporter != nil { // before the store: a job cut short resumes when its lease ends
+		errs = append(errs, n.exporter.Close())
 	}
 	if n.mqtt != nil {
 		errs = append(errs, n.mqtt.Close())

@@ -156,7 +156,12 @@ func TestTLSEverywhere(t *testing.T) {
 	})
 
 	t.Run("MLLP over TLS", func(t *testing.T) {
-		c, err := tls.Dial("tcp", addrs.MLLP, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+		// With --tls-client-ca, MLLP senders must present a certificate.
+		clientCert, err := tls.X509KeyPair(set.Client.Cert, set.Client.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := tls.Dial("tcp", addrs.MLLP, &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{clientCert}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -95,6 +95,8 @@ type TokenResponse struct {
 	TokenType   string `json:"token_type"`
 	ExpiresIn   int    `json:"expires_in"`
 	Scope       string `json:"scope"`
+	// The client the token was issued to, for the audit trail; not sent.
+	Client store.OAuthClient `json:"-"`
 }
 
 // Token runs the client_credentials grant with a private_key_jwt client
@@ -171,7 +173,7 @@ func (s *Server) Token(ctx context.Context, form url.Values, audiences []string)
 		Created: now, Expires: now.Add(TokenTTL), Scopes: scopes, Client: client.ID}); err != nil {
 		return TokenResponse{}, fmt.Errorf("store access token: %w", err)
 	}
-	return TokenResponse{AccessToken: tok, TokenType: "bearer", ExpiresIn: int(TokenTTL / time.Second), Scope: strings.Join(scopes, " ")}, nil
+	return TokenResponse{AccessToken: tok, TokenType: "bearer", ExpiresIn: int(TokenTTL / time.Second), Scope: strings.Join(scopes, " "), Client: client}, nil
 }
 
 // grantFor intersects the requested scopes with the client's registered

@@ -22,10 +22,18 @@ const token = "sim-test-admin-token-0123456789"
 // MQTT with each device's own secret, faster than real time; Tend's alarm
 // history must show the hypoxia.
 func TestEndToEndDetectsHypoxia(t *testing.T) {
+	// Over MQTT as the monitors' own connections, and over MLLP as a
+	// monitor gateway sending HL7 ORU^R01 (device status then over MQTT).
+	for _, proto := range []string{"mqtt", "mllp"} {
+		t.Run(proto, func(t *testing.T) { detectsHypoxia(t, proto) })
+	}
+}
+
+func detectsHypoxia(t *testing.T, proto string) {
 	start := time.Now().UTC().Truncate(time.Second)
 	clock := sim.NewVirtualClock(start)
 	dir := t.TempDir()
-	n := node.New(node.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", MLLPAddr: node.Off,
+	n := node.New(node.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", MLLPAddr: "127.0.0.1:0",
 		BootstrapToken: token, Now: clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Console: io.Discard})
 	ctx := context.Background()
 	if err := n.Start(ctx); err != nil {
@@ -42,8 +50,14 @@ func TestEndToEndDetectsHypoxia(t *testing.T) {
 	if err := api.Register(ctx, ps, "e2e-", 4); err != nil {
 		t.Fatal(err)
 	}
-	snd := &sim.MQTTSender{Addr: addrs.MQTT}
-	defer snd.Close()
+	mq := &sim.MQTTSender{Addr: addrs.MQTT}
+	defer mq.Close()
+	var snd sim.Sender = mq
+	if proto == "mllp" {
+		hl := &sim.MLLPSender{Addr: addrs.MLLP, Fallback: mq, Now: clock.Now}
+		defer hl.Close()
+		snd = hl
+	}
 	rep, err := sim.Run(ctx, sim.Config{Patients: ps, Seed: 1, Start: start, Duration: 20 * time.Minute, Sender: snd, Clock: clock,
 		Scenarios: []sim.ScenarioSpec{{Name: sim.Hypoxia, Share: 0.3, At: 2 * time.Minute, Duration: 15 * time.Minute}}})
 	if err != nil {
@@ -88,12 +102,24 @@ func TestEndToEndDetectsHypoxia(t *testing.T) {
 	if !found {
 		t.Errorf("no hypoxia result")
 	}
+	if proto == "mllp" {
+		// The readings came in over HL7, not MQTT.
+		latest, err := n.Store().Latest(ctx, hypoxic)
+		if err != nil || len(latest) == 0 {
+			t.Fatalf("latest of %s: %v %v", hypoxic, latest, err)
+		}
+		for _, l := range latest {
+			if l.Code == "59408-5" && l.Source != "hl7" {
+				t.Errorf("SpO2 arrived over %q, want hl7", l.Source)
+			}
+		}
+		return
+	}
 	// The HTTP sender says why Tend refused: here a wrong secret.
 	bad := &sim.HTTPSender{Base: "http://" + addrs.HTTP}
 	if err := bad.Send(ctx, &sim.Device{ID: ps[0].Devices[0].ID, Secret: "wrong"}, []byte(`[]`)); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("wrong secret over HTTP: %v", err)
 	}
-
 }
 
 func hasRule(as []sim.Alarm, patient, rule string) bool {

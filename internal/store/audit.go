@@ -23,6 +23,7 @@ type AuditEntry struct {
 	Patients []string // whose data was involved; may be empty
 	Entity   string   // the resource ("Patient/p1") or the endpoint path
 	Query    string   // the request's query string, kept as sent
+	Purpose  string   // purpose of use when not ordinary care: "BTG" (break-the-glass, HL7 v3 ActReason)
 	PrevHash []byte   // Hash of record Seq-1 (32 zero bytes for the first)
 	Hash     []byte
 }

@@ -169,6 +169,11 @@ type DeadLetter struct {
 type Store interface {
 	People     // sessions, second factor, sign-in lockout (sessions.go)
 	AuditStore // tamper-evident audit trail (audit.go)
+	// Patient notes and organisation settings (notes.go).
+	NoteStore
+	OrgSettings
+	// Where users are told about notices addressed to them (contacts.go).
+	ContactStore
 
 	CreatePatient(ctx context.Context, p *Patient) error // sets Version and Updated
 	UpdatePatient(ctx context.Context, p *Patient) error // ErrNotFound if absent
@@ -229,7 +234,12 @@ type Store interface {
 	// Devices sharing an identifier, e.g. a bed location (devicelocation.go).
 	DeviceFinder
 	AccessStore
-	OAuthStore // SMART Backend Services clients and assertion ids (oauth.go)
+	OAuthStore   // SMART Backend Services clients and assertion ids (oauth.go)
+	ArchiveStore // what export and import carry beyond the above (archive.go)
+	ExportStore  // FHIR Bulk Data export jobs and files (export.go)
+
+	// Device certificate authorities and the certificates they issued (deviceca.go).
+	DeviceCAStore
 
 	Close() error
 }

@@ -6,15 +6,23 @@
 // The certificate is re-read when its files change (checked at most every
 // few seconds, during handshakes), so a renewed certificate takes effect
 // without a restart; a broken renewal keeps the previous certificate.
+//
+// A ClientVerifier adds client certificate authorities that live in the
+// store (each organisation's device CA): servers then request and verify
+// client certificates per handshake, so a new CA or a revocation needs no
+// restart.
 package tlsconf
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -40,6 +48,8 @@ type Reloader struct {
 	now      func() time.Time
 	interval time.Duration
 	clientCA *x509.CertPool
+	caCerts  []*x509.Certificate // the certificates in clientCA, to name in requests
+	verifier ClientVerifier
 
 	mu        sync.Mutex
 	cert      *tls.Certificate
@@ -57,6 +67,22 @@ type Options struct {
 	Logger        *slog.Logger     // nil: slog.Default()
 	Now           func() time.Time // nil: time.Now
 	CheckInterval time.Duration    // 0: DefaultCheckInterval; negative: never reload
+	// ClientVerifier, when set, decides on the client certificates it
+	// claims (device certificates from the store), see ServerConfig.
+	ClientVerifier ClientVerifier
+}
+
+// ClientVerifier verifies client certificates against authorities that
+// change while Tend runs (package deviceca: each organisation's device CA).
+type ClientVerifier interface {
+	// Claims reports whether the certificate is one only this verifier
+	// may accept.
+	Claims(leaf *x509.Certificate) bool
+	// VerifyClient verifies a claimed chain, leaf first.
+	VerifyClient(ctx context.Context, chain []*x509.Certificate) error
+	// Authorities are the CAs to name in certificate requests; while there
+	// are none, servers do not ask for certificates on their behalf.
+	Authorities(ctx context.Context) []*x509.Certificate
 }
 
 // Load reads the certificate, key and client CA once, so that a mistake is
@@ -65,7 +91,7 @@ func Load(f Files, o Options) (*Reloader, error) {
 	if f.CertFile == "" || f.KeyFile == "" {
 		return nil, errors.New("--tls-cert and --tls-key must be given together")
 	}
-	r := &Reloader{files: f, log: o.Logger, now: o.Now, interval: o.CheckInterval}
+	r := &Reloader{files: f, log: o.Logger, now: o.Now, interval: o.CheckInterval, verifier: o.ClientVerifier}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -89,6 +115,7 @@ func Load(f Files, o Options) (*Reloader, error) {
 			return nil, fmt.Errorf("--tls-client-ca %s: no PEM certificate found", f.ClientCAFile)
 		}
 		r.clientCA = pool
+		r.caCerts = parseCerts(pemBytes)
 	}
 	return r, nil
 }
@@ -182,5 +209,99 @@ func (r *Reloader) ServerConfig(nextProtos ...string) *tls.Config {
 		c.ClientCAs = r.clientCA
 		c.ClientAuth = tls.VerifyClientCertIfGiven
 	}
+	if r.verifier != nil {
+		c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			return r.withVerifier(hello.Context(), c), nil
+		}
+	}
 	return c
+}
+
+// verifyTimeout bounds the store lookups of one client verification.
+const verifyTimeout = 5 * time.Second
+
+// withVerifier is the configuration of one handshake when a ClientVerifier
+// is set. While it names no authority, or when the listener requires a
+// certificate, the base configuration serves unchanged (no certificate request unless --tls-client-ca is set).
+// Otherwise the server requests a certificate naming the verifier's CAs
+// and --tls-client-ca, and verifies what is presented itself: the
+// verifier decides on the certificates it claims, --tls-client-ca on the
+// others, and one neither accepts ends the handshake. A client without a
+// certificate still connects (and authenticates with its secret).
+func (r *Reloader) withVerifier(ctx context.Context, base *tls.Config) *tls.Config {
+	if base.ClientAuth == tls.RequireAndVerifyClientCert || base.ClientAuth == tls.RequireAnyClientCert {
+		// A listener that demands a certificate from its own CA (MLLP with
+		// --tls-client-ca) keeps exactly that.
+		return nil
+	}
+	cas := r.verifier.Authorities(ctx)
+	if len(cas) == 0 {
+		return nil
+	}
+	c := base.Clone()
+	c.GetConfigForClient = nil
+	pool := x509.NewCertPool()
+	for _, ca := range append(cas, r.caCerts...) {
+		pool.AddCert(ca)
+	}
+	c.ClientCAs = pool
+	c.ClientAuth = tls.RequestClientCert
+	// net/http adds "h2" to the base configuration in place and
+	// "http/1.1" only to its own copy: keep both on offer.
+	if slices.Contains(c.NextProtos, "h2") && !slices.Contains(c.NextProtos, "http/1.1") {
+		c.NextProtos = append(slices.Clone(c.NextProtos), "http/1.1")
+	}
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return nil
+		}
+		vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), verifyTimeout)
+		defer cancel()
+		return r.verifyClient(vctx, cs.PeerCertificates)
+	}
+	return c
+}
+
+// errClientCert is what a refused client certificate ends the handshake
+// with; the reason is logged, not sent.
+var errClientCert = errors.New("tls: client certificate not accepted")
+
+func (r *Reloader) verifyClient(ctx context.Context, chain []*x509.Certificate) error {
+	leaf := chain[0]
+	var err error
+	switch {
+	case r.verifier.Claims(leaf):
+		err = r.verifier.VerifyClient(ctx, chain)
+	case r.clientCA != nil:
+		inter := x509.NewCertPool()
+		for _, c := range chain[1:] {
+			inter.AddCert(c)
+		}
+		_, err = leaf.Verify(x509.VerifyOptions{Roots: r.clientCA, Intermediates: inter, CurrentTime: r.now(),
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	default:
+		err = errors.New("no device CA or --tls-client-ca issued it")
+	}
+	if err != nil {
+		r.log.Info("client certificate refused", "subject", leaf.Subject.CommonName, "err", err)
+		return errClientCert
+	}
+	return nil
+}
+
+func parseCerts(pemBytes []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, pemBytes = pem.Decode(pemBytes)
+		if blk == nil {
+			return out
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		if c, err := x509.ParseCertificate(blk.Bytes); err == nil {
+			out = append(out, c)
+		}
+	}
 }

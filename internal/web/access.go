@@ -66,10 +66,16 @@ func (h *Handler) visibleAlarms(ctx context.Context, as []alarm.Alarm) ([]alarm.
 		return nil, err
 	}
 	sess := sessionFrom(ctx)
-	system := sc.Org == store.DefaultOrg && (sess.Role == store.RoleAdmin || sess.Role == store.RoleIntegration)
+	staff := sess.Role == store.RoleAdmin || sess.Role == store.RoleIntegration
+	system := sc.Org == store.DefaultOrg && staff
 	orgOf := map[string]string{}
 	out := as[:0:0]
 	for _, a := range as {
+		// Notices go to named people (the privacy officer); clinical staff
+		// must not see, let alone acknowledge, the alert about themselves.
+		if a.RuleKind == alarm.KindNotice && !staff {
+			continue
+		}
 		if a.Patient == "" {
 			if system {
 				out = append(out, a)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/tendhealth/tend/internal/live"
 	"github.com/tendhealth/tend/internal/rules"
 	"github.com/tendhealth/tend/internal/sse"
+	"github.com/tendhealth/tend/internal/store"
 )
 
 // newHighWindow is how long after it was raised an active high-priority
@@ -47,22 +49,29 @@ func (h *Handler) loadInbox(ctx context.Context, sess session) (inboxData, error
 	if h.cfg.AlarmStore == nil {
 		return d, nil
 	}
-	open, err := h.openAlarms(ctx, "")
+	scoped, err := h.inboxScope(ctx)
 	if err != nil {
 		return d, err
+	}
+	f := scoped
+	f.States, f.Limit = []alarm.State{alarm.Active, alarm.Acknowledged}, 5000
+	open, err := h.cfg.AlarmStore.Alarms(ctx, f)
+	if err != nil {
+		return d, fmt.Errorf("list open alarms: %w", err)
 	}
 	if open, err = h.visibleAlarms(ctx, open); err != nil { // access.go
 		return d, err
 	}
 	sortAlarms(open)
-	resolved, err := h.cfg.AlarmStore.Alarms(ctx, alarm.Filter{States: []alarm.State{alarm.Resolved}, Limit: 200})
+	f = scoped
+	f.States, f.Limit = []alarm.State{alarm.Resolved}, 20
+	resolved, err := h.cfg.AlarmStore.Alarms(ctx, f)
 	if err != nil {
 		return d, fmt.Errorf("list resolved alarms: %w", err)
 	}
 	if resolved, err = h.visibleAlarms(ctx, resolved); err != nil {
 		return d, err
 	}
-	resolved = resolved[:min(len(resolved), 20)]
 	names := map[string]string{}
 	name := func(id string) string {
 		if id == "" {
@@ -85,6 +94,43 @@ func (h *Handler) loadInbox(ctx context.Context, sess session) (inboxData, error
 		d.Resolved = append(d.Resolved, inboxRow{a, name(a.Patient)})
 	}
 	return d, nil
+}
+
+// inboxScope is a filter restricted to the signed-in user's patients,
+// applied by the alarm store so that other organisations' alarms never
+// take a place in a page. visibleAlarms still checks every row.
+func (h *Handler) inboxScope(ctx context.Context) (alarm.Filter, error) {
+	sc, err := h.scope(ctx)
+	if err != nil {
+		return alarm.Filter{}, err
+	}
+	f := alarm.Filter{Restrict: true}
+	if !sc.All {
+		// Care teams and grants name patient ids; the organisation wall
+		// is checked on each patient, so no page slot goes to another's.
+		for _, id := range sc.Patients {
+			p, err := h.cfg.Store.Patient(ctx, id)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return alarm.Filter{}, fmt.Errorf("load patient: %w", err)
+			}
+			if err == nil && sc.Has(p.Org, p.ID) {
+				f.Patients = append(f.Patients, p.ID)
+			}
+		}
+	} else {
+		pts, _, err := h.cfg.Store.SearchPatients(ctx, store.PatientFilter{Org: sc.Org})
+		if err != nil {
+			return alarm.Filter{}, fmt.Errorf("list organisation patients: %w", err)
+		}
+		f.Patients = make([]string, 0, len(pts)+1)
+		for _, p := range pts {
+			f.Patients = append(f.Patients, p.ID)
+		}
+	}
+	if sess := sessionFrom(ctx); sc.Org == store.DefaultOrg && (sess.Role == store.RoleAdmin || sess.Role == store.RoleIntegration) {
+		f.Patients = append(slices.Clip(f.Patients), "") // installation-wide technical alarms
+	}
+	return f, nil
 }
 
 func (h *Handler) inbox(w http.ResponseWriter, r *http.Request) error {

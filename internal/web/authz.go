@@ -19,6 +19,11 @@ const (
 	permViewDevices
 	permManageDevices
 	permManageUsers
+	permAdminister // care teams, consents, organisation settings, break-glass list
+	permReadAudit  // the audit trail viewer
+	permBreakGlass // emergency access to a patient outside one's care teams
+	permReadNotes  // a patient's notes (within scope)
+	permWriteNotes // add a note (within scope)
 )
 
 var permissions = map[permission]struct {
@@ -31,6 +36,11 @@ var permissions = map[permission]struct {
 	permViewDevices:   {[]store.Role{store.RoleAdmin, store.RoleIntegration, store.RoleClinician, store.RoleNurse}, "view devices"},
 	permManageDevices: {[]store.Role{store.RoleAdmin}, "register devices or issue their credentials"},
 	permManageUsers:   {[]store.Role{store.RoleAdmin}, "manage users"},
+	permAdminister:    {[]store.Role{store.RoleAdmin}, "administer the organisation"},
+	permReadAudit:     {[]store.Role{store.RoleAdmin, store.RoleAuditor}, "read the audit trail"},
+	permBreakGlass:    {[]store.Role{store.RoleClinician, store.RoleNurse}, "use emergency access"},
+	permReadNotes:     {[]store.Role{store.RoleAdmin, store.RoleClinician, store.RoleNurse, store.RoleCaregiver}, "read notes"},
+	permWriteNotes:    {[]store.Role{store.RoleClinician, store.RoleNurse, store.RoleCaregiver}, "write notes"},
 }
 
 // patientRoles see patients (within their scope); auditors do not.
@@ -54,6 +64,10 @@ func (s session) can(p permission) bool { return p.allows(s.Role) }
 func (s session) CanManageDevices() bool { return s.can(permManageDevices) }
 func (s session) CanManageUsers() bool   { return s.can(permManageUsers) }
 func (s session) CanActOnAlarms() bool   { return s.can(permActOnAlarms) }
+func (s session) CanViewPatients() bool  { return s.can(permViewPatients) }
+func (s session) CanViewDevices() bool   { return s.can(permViewDevices) }
+func (s session) CanReadAudit() bool     { return s.can(permReadAudit) }
+func (s session) CanBreakGlass() bool    { return s.can(permBreakGlass) }
 
 // checkPassword is a variable so benchmarks and tests need not pay for
 // argon2id; production uses auth.PasswordMatches.

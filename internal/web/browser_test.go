@@ -300,6 +300,10 @@ func TestBrowser(t *testing.T) {
 	t.Run("admin", func(t *testing.T) {
 		must(t, ctx, "open users", chromedp.Navigate(base+"/admin/users"), chromedp.WaitVisible(chromedp.CSS(`#u-name`)))
 		screenshot(t, ctx, "admin-users")
+		must(t, ctx, "open care teams", chromedp.Navigate(base+"/admin/teams"), chromedp.WaitVisible(chromedp.CSS(`#team-name`)))
+		must(t, ctx, "verify the audit trail", chromedp.Navigate(base+"/audit"), chromedp.WaitVisible(chromedp.CSS(`table.audit`)),
+			chromedp.Click(chromedp.CSS(`form[action="/audit/verify"] button`)), chromedp.WaitVisible(chromedp.CSS(`p.notice`)))
+		screenshot(t, ctx, "audit")
 	})
 
 	t.Run("authenticator app", func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -272,7 +273,11 @@ func (h *Handler) loadWard(ctx context.Context, only string) (*wardModel, error)
 			return nil, err
 		}
 	}
-	open, err := h.openAlarms(ctx, only)
+	ids := make([]string, len(ps))
+	for i, p := range ps {
+		ids[i] = p.ID
+	}
+	open, err := h.openAlarms(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -296,15 +301,19 @@ func (h *Handler) loadWard(ctx context.Context, only string) (*wardModel, error)
 	return m, nil
 }
 
-func (h *Handler) openAlarms(ctx context.Context, patient string) ([]alarm.Alarm, error) {
-	if h.cfg.AlarmStore == nil {
+// openAlarms lists the open alarms of the patients on show, for their
+// tiles. Notices (such as a break-glass alert to the privacy officer) are
+// not about the patient's condition and stay off the tiles.
+func (h *Handler) openAlarms(ctx context.Context, patients []string) ([]alarm.Alarm, error) {
+	if h.cfg.AlarmStore == nil || len(patients) == 0 {
 		return nil, nil
 	}
-	as, err := h.cfg.AlarmStore.Alarms(ctx, alarm.Filter{Patient: patient, States: []alarm.State{alarm.Active, alarm.Acknowledged}, Limit: 5000})
+	as, err := h.cfg.AlarmStore.Alarms(ctx, alarm.Filter{Restrict: true, Patients: patients,
+		States: []alarm.State{alarm.Active, alarm.Acknowledged}, Limit: 5000})
 	if err != nil {
 		return nil, fmt.Errorf("list open alarms: %w", err)
 	}
-	return as, nil
+	return slices.DeleteFunc(as, func(a alarm.Alarm) bool { return a.RuleKind == alarm.KindNotice }), nil
 }
 
 // news2Scale is the SpO2 scale the patient's effective rules ask for.

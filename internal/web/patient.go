@@ -42,6 +42,7 @@ type patientData struct {
 	History     []alarm.Alarm
 	Devices     []boundDevice
 	Live        bool
+	Extra       patientExtra // notes and break-glass status (notes.go)
 }
 
 // patient shows one patient: live vitals, charts, alarm history and the
@@ -98,6 +99,9 @@ func (h *Handler) patient(w http.ResponseWriter, r *http.Request) error {
 		if d.History, err = h.cfg.AlarmStore.Alarms(ctx, alarm.Filter{Patient: id, Limit: 50}); err != nil {
 			return fmt.Errorf("alarm history: %w", err)
 		}
+	}
+	if d.Extra, err = h.patientExtras(ctx, id); err != nil {
+		return err
 	}
 	h.render(w, r, http.StatusOK, "patient", page{Title: row.Name, Nav: "ward", Session: sessionFrom(ctx), Now: now, Data: d})
 	return nil

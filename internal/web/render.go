@@ -33,7 +33,8 @@ type pages struct {
 	parts  *template.Template // partials rendered alone into live updates
 }
 
-var pageNames = []string{"signin", "error", "ward", "patient", "alarms", "devices", "credentials", "users", "account"}
+var pageNames = []string{"signin", "error", "ward", "patient", "alarms", "devices", "credentials", "users", "account",
+	"teams", "consents", "org", "grants", "breakglass", "audit"} // admin.go, breakglass.go, auditlog.go
 
 var funcs = template.FuncMap{
 	"ago":      ago,

@@ -60,6 +60,9 @@ type Config struct {
 
 	Kickers         []Kicker            // protocol front ends holding device connections
 	OnDeviceChanged func(device string) // invalidates ingest caches after a registration
+	// OnBreakGlass tells the organisation's privacy officer of an emergency
+	// access granted from the dashboard (the API's alert); nil tells nobody.
+	OnBreakGlass func(ctx context.Context, g store.BreakGlass)
 
 	// StaleAfter is the age from which a vital sign is shown as stale
 	// (15 minutes when zero).
@@ -135,7 +138,10 @@ func (h *Handler) routes() {
 
 	m.Handle("GET /{$}", h.allow(permViewPatients, h.ward))
 	m.Handle("GET /events/ward", h.allow(permViewPatients, h.wardEvents))
-	m.Handle("GET /patients/{id}", h.allow(permViewPatients, h.patient))
+	m.Handle("GET /patients/{id}", h.allow(permViewPatients, h.patientOrBreakGlass)) // breakglass.go
+	m.Handle("POST /patients/{id}/notes", h.allow(permWriteNotes, h.addNote))        // notes.go
+	m.Handle("GET /break-glass", h.allow(permBreakGlass, h.breakGlassPage))
+	m.Handle("POST /break-glass", h.allow(permBreakGlass, h.breakGlass))
 	m.Handle("GET /patients/{id}/series", h.allow(permViewPatients, h.series))
 	m.Handle("POST /patients/{id}/devices", h.allow(permManageDevices, h.bindDevice))
 	m.Handle("GET /alarms", h.allow(permViewAlarms, h.inbox))
@@ -146,6 +152,17 @@ func (h *Handler) routes() {
 	m.Handle("POST /devices/{id}/credentials", h.allow(permManageDevices, h.rotateCredentials))
 	m.Handle("GET /admin/users", h.allow(permManageUsers, h.users))
 	m.Handle("POST /admin/users", h.allow(permManageUsers, h.createUser))
+	m.Handle("GET /admin/teams", h.allow(permAdminister, h.teams)) // admin.go
+	m.Handle("POST /admin/teams", h.allow(permAdminister, h.createTeam))
+	m.Handle("POST /admin/teams/{id}/{kind}", h.allow(permAdminister, h.changeTeam))
+	m.Handle("GET /admin/consents", h.allow(permAdminister, h.consents))
+	m.Handle("POST /admin/consents", h.allow(permAdminister, h.grantConsent))
+	m.Handle("POST /admin/consents/{id}/revoke", h.allow(permAdminister, h.revokeConsent))
+	m.Handle("GET /admin/org", h.allow(permAdminister, h.orgSettings))
+	m.Handle("POST /admin/org", h.allow(permAdminister, h.saveOrg))
+	m.Handle("GET /admin/break-glass", h.allow(permAdminister, h.grants))
+	m.Handle("GET /audit", h.allow(permReadAudit, h.auditLog)) // auditlog.go
+	m.Handle("POST /audit/verify", h.allow(permReadAudit, h.verifyAudit))
 	m.Handle("/", h.serve(func(w http.ResponseWriter, r *http.Request) error {
 		return &pageError{Status: http.StatusNotFound, Message: "There is no such page."}
 	}))

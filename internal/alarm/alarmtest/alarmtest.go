@@ -36,6 +36,8 @@ func Run(t *testing.T, open Opener) {
 		{"OpenAlarm", testOpenAlarm},
 		{"OneOpenEpisodePerKey", testOneOpenEpisodePerKey},
 		{"AlarmsFilter", testAlarmsFilter},
+		{"AlarmsRestrict", testAlarmsRestrict},
+		{"AlarmsScopedPages", testAlarmsScopedPages},
 		{"History", testHistory},
 		{"EnqueueIdempotent", testEnqueueIdempotent},
 		{"ClaimLease", testClaimLease},

@@ -98,13 +98,18 @@ func (db *DB) Alarm(ctx context.Context, id string) (alarm.Alarm, error) {
 // Alarms lists episodes matching f, newest raised first (ties: greatest id
 // first). Limit <= 0 means no limit.
 func (db *DB) Alarms(ctx context.Context, f alarm.Filter) ([]alarm.Alarm, error) {
+	patients, none := alarm.ScopedPatients(f)
+	if none {
+		return nil, nil
+	}
 	var (
 		where []string
 		args  []any
 	)
-	if f.Patient != "" {
-		args = append(args, f.Patient)
+	if len(patients) == 1 {
+		args = append(args, patients[0])
 		where = append(where, `patient = $`+strconv.Itoa(len(args)))
+		patients = nil
 	}
 	if len(f.States) > 0 {
 		states := make([]string, len(f.States))
@@ -113,6 +118,24 @@ func (db *DB) Alarms(ctx context.Context, f alarm.Filter) ([]alarm.Alarm, error)
 		}
 		args = append(args, states)
 		where = append(where, `state = ANY($`+strconv.Itoa(len(args))+`::text[])`)
+	}
+	if patients != nil && f.Limit > 0 && len(patients) <= alarm.PerPatientScan {
+		// A few patients: each one's newest Limit through
+		// alarms_patient_raised, then the newest Limit of those; at most
+		// len(patients)·Limit rows are read however large the table is.
+		args = append(args, patients, f.Limit)
+		pl, ll := strconv.Itoa(len(args)-1), strconv.Itoa(len(args))
+		query := `SELECT ` + alarmColumns + ` FROM unnest($` + pl + `::text[]) AS p(pid) CROSS JOIN LATERAL (
+			SELECT ` + alarmColumns + ` FROM alarms WHERE ` + strings.Join(append([]string{`patient = p.pid`}, where...), ` AND `) + `
+			ORDER BY raised DESC, id DESC LIMIT $` + ll + `) a
+			ORDER BY raised DESC, id DESC LIMIT $` + ll
+		return queryAlarms(ctx, db.pool, "list alarms", query, args...)
+	}
+	if patients != nil {
+		// Many patients (an organisation): the planner chooses between
+		// walking alarms newest first and probing the set, or the reverse.
+		args = append(args, patients)
+		where = append(where, `patient = ANY($`+strconv.Itoa(len(args))+`::text[])`)
 	}
 	query := `SELECT ` + alarmColumns + ` FROM alarms`
 	if len(where) > 0 {

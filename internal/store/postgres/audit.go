@@ -40,9 +40,9 @@ func (s *Store) AppendAudit(ctx context.Context, build func(store.AuditHead) (st
 		if e.Seq != head.Seq+1 || !bytes.Equal(e.PrevHash, prev) || len(e.Hash) == 0 || e.Time.IsZero() {
 			return fmt.Errorf("postgres: audit entry %d does not extend the chain at %d", e.Seq, head.Seq)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO audit_log(seq, t_ns, action, subtype, outcome, status, subject, role, org, source, entity, query, prev_hash, hash)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-			e.Seq, e.Time.UnixNano(), e.Action, e.Subtype, e.Outcome, e.Status, e.Subject, e.Role, e.Org, e.Source, e.Entity, e.Query, e.PrevHash, e.Hash); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO audit_log(seq, t_ns, action, subtype, outcome, status, subject, role, org, source, entity, query, prev_hash, hash, purpose)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+			e.Seq, e.Time.UnixNano(), e.Action, e.Subtype, e.Outcome, e.Status, e.Subject, e.Role, e.Org, e.Source, e.Entity, e.Query, e.PrevHash, e.Hash, e.Purpose); err != nil {
 			return fmt.Errorf("postgres: insert audit entry: %w", err)
 		}
 		if len(e.Patients) > 0 {
@@ -78,7 +78,7 @@ func (s *Store) AuditHead(ctx context.Context) (store.AuditHead, error) {
 	return h, nil
 }
 
-const auditColumns = `seq, t_ns, action, subtype, outcome, status, subject, role, org, source, entity, query, prev_hash, hash`
+const auditColumns = `seq, t_ns, action, subtype, outcome, status, subject, role, org, source, entity, query, prev_hash, hash, purpose`
 
 // AuditEntries returns the entries q selects, oldest first.
 func (s *Store) AuditEntries(ctx context.Context, q store.AuditQuery) ([]store.AuditEntry, error) {
@@ -130,7 +130,7 @@ func (s *Store) auditRows(ctx context.Context, query string, args ...any) ([]sto
 		var t int64
 		var outcome, status int32
 		if err := rows.Scan(&e.Seq, &t, &e.Action, &e.Subtype, &outcome, &status, &e.Subject, &e.Role, &e.Org, &e.Source,
-			&e.Entity, &e.Query, &e.PrevHash, &e.Hash); err != nil {
+			&e.Entity, &e.Query, &e.PrevHash, &e.Hash, &e.Purpose); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("postgres: audit entries: %w", err)
 		}

@@ -30,9 +30,9 @@ func (s *Store) AppendAudit(ctx context.Context, build func(store.AuditHead) (st
 		if err := checkAuditLink(head, e); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_log(seq, t_ns, action, subtype, outcome, status, subject, role, org, source, entity, query, prev_hash, hash)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			e.Seq, e.Time.UnixNano(), e.Action, e.Subtype, e.Outcome, e.Status, e.Subject, e.Role, e.Org, e.Source, e.Entity, e.Query, e.PrevHash, e.Hash); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_log(seq, t_ns, action, subtype, outcome, status, subject, role, org, source, entity, query, prev_hash, hash, purpose)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			e.Seq, e.Time.UnixNano(), e.Action, e.Subtype, e.Outcome, e.Status, e.Subject, e.Role, e.Org, e.Source, e.Entity, e.Query, e.PrevHash, e.Hash, e.Purpose); err != nil {
 			return fmt.Errorf("sqlite: insert audit entry: %w", err)
 		}
 		for i, p := range e.Patients {
@@ -75,7 +75,7 @@ func (s *Store) AuditHead(ctx context.Context) (store.AuditHead, error) {
 	return h, nil
 }
 
-const auditColumns = `seq, t_ns, action, subtype, outcome, status, subject, role, org, source, entity, query, prev_hash, hash`
+const auditColumns = `seq, t_ns, action, subtype, outcome, status, subject, role, org, source, entity, query, prev_hash, hash, purpose`
 
 // AuditEntries returns the entries q selects, oldest first.
 func (s *Store) AuditEntries(ctx context.Context, q store.AuditQuery) ([]store.AuditEntry, error) {
@@ -128,7 +128,7 @@ func (s *Store) auditRows(ctx context.Context, query string, args ...any) ([]sto
 		var e store.AuditEntry
 		var t int64
 		if err := rows.Scan(&e.Seq, &t, &e.Action, &e.Subtype, &e.Outcome, &e.Status, &e.Subject, &e.Role, &e.Org, &e.Source,
-			&e.Entity, &e.Query, &e.PrevHash, &e.Hash); err != nil {
+			&e.Entity, &e.Query, &e.PrevHash, &e.Hash, &e.Purpose); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("sqlite: audit entries: %w", err)
 		}

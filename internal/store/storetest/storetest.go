@@ -55,6 +55,11 @@ func Run(t *testing.T, open Opener) {
 		{"OAuthClients", testOAuthClients}, {"OAuthJTIReplay", testOAuthJTIReplay}, {"OAuthTokens", testOAuthTokens}, // oauth.go
 		{"AccessOrgFields", testAccessOrgFields}, {"AccessCareTeams", testAccessCareTeams}, {"AccessConsents", testAccessConsents}, {"AccessBreakGlass", testAccessBreakGlass}, {"AccessSearch", testAccessSearch}, // access.go
 	}
+	cases = append(cases, archiveCases...) // archive.go
+	cases = append(cases, exportCases...)  // export.go (FHIR Bulk Data)
+	cases = append(cases, deviceCACases...)
+	cases = append(cases, contactCases...) // contacts.go
+	cases = append(cases, noteCases...)
 	for _, c := range append(cases, peopleCases...) { // peopleCases: sessions.go
 		t.Run(c.name, func(t *testing.T) {
 			c.fn(t, open(t))
