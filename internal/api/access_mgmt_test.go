@@ -249,11 +249,17 @@ func TestStreamScopedPerSubscriber(t *testing.T) {
 	if code != 404 {
 		t.Errorf("stream of another organisation's patient: %d, want 404", code)
 	}
+	// A notice about the nurse's own patient (a break-glass alert to the
+	// privacy officer) goes to the admin only.
+	m.hub.Publish(live.Event{Type: live.TypeAlarm, Patient: "pt-north-a", Notice: true, Data: []byte(`{"notice":"pt-north-a"}`)})
 	for _, p := range []string{"pt-south-a", "pt-north-e", "", "pt-north-a", "pt-north-e"} {
 		m.hub.Publish(live.Event{Type: live.TypeReading, Patient: p, Data: []byte(`{"patient":"` + p + `"}`)})
 	}
 	if ev := nurse.nextEvent(); ev.data != `{"patient":"pt-north-a"}` {
-		t.Errorf("nurse got %q first, want only the team's patient", ev.data)
+		t.Errorf("nurse got %q first, want only the team's patient (and no notice)", ev.data)
+	}
+	if ev := admin.nextEvent(); ev.data != `{"notice":"pt-north-a"}` {
+		t.Errorf("admin got %q first, want the notice", ev.data)
 	}
 	for _, want := range []string{"pt-north-e", "pt-north-a", "pt-north-e"} {
 		if ev := admin.nextEvent(); ev.data != `{"patient":"`+want+`"}` {

@@ -30,8 +30,24 @@ type capImplementation struct {
 type capRest struct {
 	Mode          string           `json:"mode"`
 	Documentation string           `json:"documentation,omitempty"`
+	Security      *capSecurity     `json:"security,omitempty"`
 	Resource      []capResource    `json:"resource"`
 	Interaction   []capInteraction `json:"interaction,omitempty"`
+	Operation     []capOperation   `json:"operation,omitempty"`
+}
+
+type capSecurity struct {
+	Service     []capConcept `json:"service"`
+	Description string       `json:"description"`
+}
+
+type capConcept struct {
+	Coding []capCoding `json:"coding"`
+}
+
+type capCoding struct {
+	System string `json:"system"`
+	Code   string `json:"code"`
 }
 
 type capResource struct {
@@ -103,6 +119,14 @@ func capability() capabilityStatement {
 				"Invalid resources are refused with 400 (malformed) or 422 (breaks the profile) and an OperationOutcome whose expression names the element; " +
 				"refused Observation and Bundle payloads are kept in the dead-letter store. " + handling,
 			Interaction: interactions("batch", "transaction"),
+			Security: &capSecurity{
+				Service: []capConcept{{Coding: []capCoding{{System: "http://terminology.hl7.org/CodeSystem/restful-security-service", Code: "SMART-on-FHIR"}}}},
+				Description: "Bearer tokens: API tokens of Tend's users and integrations, or SMART Backend Services access tokens " +
+					"(client_credentials with private_key_jwt; see /.well-known/smart-configuration) whose SMART v2 scopes are enforced on every interaction. " +
+					"Every answer is limited to the patients the caller may see, and every access is in the audit trail (AuditEvent).",
+			},
+			Operation: []capOperation{{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+				Documentation: "Bulk Data export (Prefer: respond-async): Patient, Device, Observation as NDJSON, limited to the caller's patients and scopes; _type, _since"}},
 			Resource: []capResource{
 				{
 					Type:          "Patient",
@@ -115,7 +139,9 @@ func capability() capabilityStatement {
 						{Name: "identifier", Type: "token", Documentation: "[system|]value; one value"},
 					}, paging...),
 					Operation: []capOperation{{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything",
-						Documentation: "bounded: the Patient, one page of its Observations (newest first, _count per page, next link by _cursor) and the Devices they name; no start, end, _since or _type"}},
+						Documentation: "bounded: the Patient, one page of its Observations (newest first, _count per page, next link by _cursor) and the Devices they name; no start, end, _since or _type"},
+						{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+							Documentation: "Bulk Data export of the caller's patients (Prefer: respond-async)"}},
 				},
 				{
 					Type:          "Device",
@@ -157,6 +183,19 @@ func capability() capabilityStatement {
 					}, paging...),
 					Operation: []capOperation{{Name: "lastn", Definition: "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
 						Documentation: "patient required; max (default 1, at most 100) newest per code; takes the search parameters above except _id, _cursor and _offset"}},
+				},
+				{
+					Type: "AuditEvent",
+					Documentation: "the hash-chained audit trail, to auditors and admins only (an organisation's own records; the installation operator's all); " +
+						"reading it is itself audited",
+					Interaction: interactions("read", "search-type"),
+					Versioning:  "no-version",
+					SearchParam: []capSearchParam{
+						{Name: "patient", Type: "reference", Documentation: "Patient/{id} or {id}: records involving the patient"},
+						{Name: "agent", Type: "reference", Documentation: "the user or client id who acted (also user, agent.who)"},
+						{Name: "date", Type: "date", Documentation: "when recorded; prefixes ge, gt, le, lt, eq"},
+						{Name: "_count", Type: "number", Documentation: "page size"},
+					},
 				},
 			},
 		}},

@@ -37,8 +37,16 @@ const testToken = "test-admin-token-0123456789abcdef"
 // startNode runs a node in-process on free ports.
 func startNode(t *testing.T, dir string) (*node.Node, node.Addrs) {
 	t.Helper()
+	return startNodeLogging(t, dir, io.Discard)
+}
+
+// startNodeLogging is startNode with the node's log, at debug level, going
+// to logs.
+func startNodeLogging(t *testing.T, dir string, logs io.Writer) (*node.Node, node.Addrs) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	n := node.New(node.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", MLLPAddr: "127.0.0.1:0",
-		BootstrapToken: testToken, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Console: io.Discard})
+		BootstrapToken: testToken, Logger: log, Console: io.Discard})
 	if err := n.Start(context.Background()); err != nil {
 		t.Fatalf("start node: %v", err)
 	}

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,6 +61,43 @@ type secFixture struct {
 	consent string
 	markers []string // strings that identify the patient: never in a refusal
 	ids     []string // ids of the patient's records: only where the request named them
+	logs    *lockedBuffer
+}
+
+// lockedBuffer collects the node's log lines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// checkLogs fails if the node logged PHI or a secret: the patient's
+// name, identifiers or birth date, the device secret or the admin token.
+// Ids are not PHI and may be logged.
+func (f *secFixture) checkLogs() {
+	f.t.Helper()
+	logs := f.logs.String()
+	if !strings.Contains(logs, "level=") {
+		f.t.Fatal("the node logged nothing: the check would prove nothing")
+	}
+	for _, s := range append([]string{f.p.secret, testToken}, f.markers...) {
+		if i := strings.Index(logs, s); i >= 0 {
+			start := strings.LastIndex(logs[:i], "\n") + 1
+			end := i + strings.Index(logs[i:], "\n")
+			f.t.Errorf("the log carries %q: %s", s, logs[start:max(end, i+len(s))])
+		}
+	}
 }
 
 const (
@@ -71,8 +110,9 @@ const (
 
 func newSecFixture(t *testing.T) *secFixture {
 	t.Helper()
-	n, addrs := startNode(t, t.TempDir())
-	f := &secFixture{t: t, n: n, st: n.Store(), base: "http://" + addrs.HTTP}
+	logs := &lockedBuffer{}
+	n, addrs := startNodeLogging(t, t.TempDir(), logs)
+	f := &secFixture{t: t, n: n, st: n.Store(), base: "http://" + addrs.HTTP, logs: logs}
 	f.admin = api{t: t, base: f.base, token: testToken}
 	a := f.admin
 	ctx := context.Background()
@@ -423,6 +463,9 @@ func TestNoRouteAnswersWithoutCredentials(t *testing.T) {
 			t.Errorf("a device's secret posted for another device: %d %s", r.code, r.body)
 		}
 	})
+	// Hundreds of refusals, a dead letter and an alarm later, the log
+	// still holds no PHI and no secret.
+	f.checkLogs()
 }
 
 func mustRequest(method, u string) *http.Request {
