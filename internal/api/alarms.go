@@ -36,12 +36,19 @@ func (h *Handler) alarmRoutes() {
 				path := "/api/v1/" + owner + "/" + kind
 				// A patient's documents answer 404 outside the caller's scope.
 				scoped, write := func(fn handlerFunc) handlerFunc { return fn }, operatorOnly // settings are installation-wide
+				readers, writers := []store.Role{store.RoleAdmin, store.RoleIntegration}, []store.Role{store.RoleAdmin}
 				if owner == "patients/{id}" {
 					scoped, write = h.scopedPatient, h.scopedPatient
+					if kind == alarm.DocRules {
+						// A patient's thresholds are a clinical decision: their
+						// clinicians change them, nurses read them (as on the dashboard).
+						readers = append(readers, store.RoleClinician, store.RoleNurse)
+						writers = append(writers, store.RoleClinician)
+					}
 				}
-				m.Handle("GET "+path, read(scoped(h.getDoc(kind))))
-				m.Handle("PUT "+path, h.admin(write(h.putDoc(kind))))
-				m.Handle("GET "+path+"/history", read(scoped(h.docHistory(kind))))
+				m.Handle("GET "+path, h.withRole(scoped(h.getDoc(kind)), readers...))
+				m.Handle("PUT "+path, h.withRole(write(h.putDoc(kind)), writers...))
+				m.Handle("GET "+path+"/history", h.withRole(scoped(h.docHistory(kind)), readers...))
 			}
 		}
 	}

@@ -231,7 +231,7 @@ func (h *Handler) postCareTeam(w http.ResponseWriter, r *http.Request) error {
 	}
 	_, org := callerOrg(r)
 	if req.ID == "" {
-		req.ID = newID()
+		req.ID = store.NewID()
 	}
 	t := store.CareTeam{ID: req.ID, Org: org, Name: req.Name, Created: h.cfg.Now().UTC()}
 	if err := h.cfg.Store.CreateCareTeam(r.Context(), t); errors.Is(err, store.ErrConflict) {
@@ -349,7 +349,7 @@ func (h *Handler) postConsent(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The rules live in package access: the dashboard records consents through them too.
 	c, err := access.GrantConsent(r.Context(), h.cfg.Store, org, store.Consent{Patient: req.Patient, Grantee: req.Grantee, Scope: req.Scope,
-		Start: req.Start, End: req.End}, newID(), h.cfg.Now())
+		Start: req.Start, End: req.End}, store.NewID(), h.cfg.Now())
 	var bad *access.RequestError
 	switch {
 	case errors.As(err, &bad):
@@ -432,7 +432,7 @@ func (h *Handler) postBreakGlass(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The rules live in package access: the dashboard grants through them too.
 	p, org := callerOrg(r)
-	g, err := access.GrantBreakGlass(r.Context(), h.cfg.Store, p, access.BreakGlassRequest{Patient: req.Patient, Reason: req.Reason, Minutes: req.Minutes}, newID(), h.cfg.Now())
+	g, err := access.GrantBreakGlass(r.Context(), h.cfg.Store, p, access.BreakGlassRequest{Patient: req.Patient, Reason: req.Reason, Minutes: req.Minutes}, store.NewID(), h.cfg.Now())
 	var bad *access.RequestError
 	switch {
 	case errors.As(err, &bad):
@@ -470,7 +470,6 @@ func (h *Handler) listBreakGlass(w http.ResponseWriter, r *http.Request) error {
 }
 
 // newID returns a random id for records the server names.
-func newID() string { return auth.NewSecret()[:16] }
 
 // requestOrg is the organisation the request's caller acts in.
 func requestOrg(r *http.Request) string {

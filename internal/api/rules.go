@@ -125,24 +125,25 @@ func (h *Handler) putDoc(kind string) handlerFunc {
 		if len(reason) > maxReasonBytes {
 			return &Error{Status: http.StatusBadRequest, Detail: fmt.Sprintf("reason is longer than %d bytes", maxReasonBytes)}
 		}
-		var doc any
 		if kind == alarm.DocRules {
-			doc, err = h.decodeRules(w, r, t)
+			if err := h.putRules(w, r, t, reason); err != nil {
+				return err
+			}
 		} else {
-			doc, err = h.decodeEscalation(w, r, t)
+			doc, err := h.decodeEscalation(w, r, t)
+			if err != nil {
+				return err
+			}
+			body, err := json.Marshal(doc)
+			if err != nil {
+				return fmt.Errorf("encode %s document: %w", kind, err)
+			}
+			d := alarm.Doc{Scope: t.scope, Kind: kind, Body: body, Author: subject(r), Reason: reason, At: h.cfg.Now().UTC()}
+			if err := h.cfg.AlarmStore.PutDoc(r.Context(), &d); err != nil {
+				return fmt.Errorf("store %s document: %w", kind, err)
+			}
+			h.cfg.Profiles.Invalidate()
 		}
-		if err != nil {
-			return err
-		}
-		body, err := json.Marshal(doc)
-		if err != nil {
-			return fmt.Errorf("encode %s document: %w", kind, err)
-		}
-		d := alarm.Doc{Scope: t.scope, Kind: kind, Body: body, Author: subject(r), Reason: reason, At: h.cfg.Now().UTC()}
-		if err := h.cfg.AlarmStore.PutDoc(r.Context(), &d); err != nil {
-			return fmt.Errorf("store %s document: %w", kind, err)
-		}
-		h.cfg.Profiles.Invalidate()
 		if kind == alarm.DocRules && t.patient != "" {
 			// The patient's document may have moved them to another setting.
 			if t, err = h.target(r); err != nil {
@@ -157,20 +158,19 @@ func invalid(what string, err error) error {
 	return &Error{Status: http.StatusUnprocessableEntity, Detail: fmt.Sprintf("invalid %s document: %v", what, err)}
 }
 
-func (h *Handler) decodeRules(w http.ResponseWriter, r *http.Request, t docTarget) (*rules.Profile, error) {
+// putRules decodes and saves a rules document through
+// alarm.Profiles.SaveRules, the validation and storage the dashboard's rule
+// form uses too.
+func (h *Handler) putRules(w http.ResponseWriter, r *http.Request, t docTarget, reason string) error {
 	var p rules.Profile
 	if err := decodeBody(w, r, &p, maxDocBytes, false); err != nil {
-		return nil, err
+		return err
 	}
-	if p.Rules == nil {
-		p.Rules = []rules.Rule{}
+	_, err := h.cfg.Profiles.SaveRules(r.Context(), t.scope, &p, subject(r), reason, h.cfg.Now().UTC())
+	if inv := (*alarm.InvalidDocError)(nil); errors.As(err, &inv) {
+		return invalid("rules", inv.Err)
 	}
-	// ValidateRules also rewrites code aliases to the codes themselves, so
-	// what is stored is canonical.
-	if err := h.cfg.Profiles.ValidateRules(r.Context(), t.scope, &p); err != nil {
-		return nil, invalid("rules", err)
-	}
-	return &p, nil
+	return err
 }
 
 func (h *Handler) decodeEscalation(w http.ResponseWriter, r *http.Request, t docTarget) (*alarm.Escalation, error) {

@@ -56,6 +56,8 @@ func classifyFHIR(r *http.Request, rel string, params []string) (Class, bool) {
 		c.Action, c.Subtype = Search, "operation"
 	case read && len(seg) == 1:
 		c.Action, c.Subtype = Search, "search-type"
+	case read && len(seg) == 3 && seg[2] == "_history":
+		c.Action, c.Subtype = Read, "history" // instance history
 	case read && len(seg) >= 3 && seg[2] == "_history":
 		c.Action, c.Subtype = Read, "vread"
 	case read:
@@ -197,6 +199,11 @@ func classifyWeb(r *http.Request, seg []string, params []string) (Class, bool) {
 		if !get {
 			c.Action, c.Subtype = Update, "update"
 		}
+		if len(seg) == 3 && seg[2] == "rules" {
+			// Alarm rule overrides; the reason is kept in the rules
+			// document's history.
+			c.Subtype = "rules-" + c.Subtype
+		}
 	case seg[0] == "break-glass" && len(seg) == 1 && get:
 		c.Action, c.Subtype = Read, "break-glass" // the form names the patient asked for
 	case seg[0] == "break-glass" && len(seg) == 1 && post:
@@ -309,7 +316,8 @@ func PatientsInJSON(body []byte) []string {
 					add(id)
 				}
 			}
-			for _, k := range []string{"patient", "subject"} {
+			// entity: a Group's members (a CareTeam's patients).
+			for _, k := range []string{"patient", "subject", "entity"} {
 				switch ref := v[k].(type) {
 				case string:
 					if k == "patient" {

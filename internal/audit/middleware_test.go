@@ -280,6 +280,9 @@ func TestClassify(t *testing.T) {
 		{"GET", "/fhir/metadata", "-"},
 		{"GET", "/fhir/Patient/p1", "read/read/Patient/p1/[p1]"},
 		{"GET", "/fhir/Patient/p1/_history/2", "read/vread/Patient/p1/_history/2/[p1]"},
+		{"GET", "/fhir/Patient/p1/_history", "read/history/Patient/p1/_history/[p1]"},
+		{"GET", "/fhir/Consent?patient=p2", "search/search-type/Consent/[p2]"},
+		{"GET", "/fhir/CareTeam?participant=doc", "search/search-type/CareTeam/[]"},
 		{"PUT", "/fhir/Patient/p1", "update/update/Patient/p1/[p1]"},
 		{"GET", "/fhir/Patient?identifier=x|1", "search/search-type/Patient/[]"},
 		{"GET", "/fhir/Patient?_id=p5", "search/search-type/Patient/[p5]"},
@@ -349,6 +352,8 @@ func TestPatientsInJSON(t *testing.T) {
 		{"bundle", `{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Observation","subject":{"reference":"Patient/p2"}}},{"resource":{"resourceType":"Device","patient":{"reference":"Patient/p3"}}}]}`, []string{"p2", "p3"}},
 		{"alarm list", `{"alarms":[{"id":"a","patient":"p4"},{"id":"b","patient":"p4"}]}`, []string{"p4"}},
 		{"group subject ignored", `{"resourceType":"Observation","subject":{"reference":"Group/g1"}}`, nil},
+		{"care team's contained group", `{"resourceType":"CareTeam","contained":[{"resourceType":"Group","member":[{"entity":{"reference":"Patient/p6"}},{"entity":{"reference":"Patient/p5"}}]}],"subject":{"reference":"#patients"}}`, []string{"p5", "p6"}},
+		{"an AuditEvent entity list is not a reference", `{"resourceType":"AuditEvent","entity":[{"what":{"reference":"Patient/p7"}}]}`, nil},
 		{"not json", `<html>`, nil},
 	}
 	for _, tc := range cases {

@@ -4,7 +4,7 @@ import "net/http"
 
 // capabilityDate is when this statement last changed; bump it with the
 // statement so clients caching it notice.
-const capabilityDate = "2026-11-23"
+const capabilityDate = "2026-11-24"
 
 type capabilityStatement struct {
 	ResourceType string      `json:"resourceType"`
@@ -127,11 +127,11 @@ func capability() capabilityStatement {
 			},
 			Operation: []capOperation{{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
 				Documentation: "Bulk Data export (Prefer: respond-async): Patient, Device, Observation as NDJSON, limited to the caller's patients and scopes; _type, _since"}},
-			Resource: []capResource{
+			Resource: append([]capResource{
 				{
 					Type:          "Patient",
-					Documentation: "update honours If-Match (weak ETag of the version)",
-					Interaction:   interactions("read", "vread", "update", "create", "search-type"),
+					Documentation: "update honours If-Match (weak ETag of the version). " + historyDoc,
+					Interaction:   interactions("read", "vread", "update", "history-instance", "create", "search-type"),
 					Versioning:    "versioned",
 					ReadHistory:   false,
 					UpdateCreate:  false,
@@ -145,8 +145,8 @@ func capability() capabilityStatement {
 				},
 				{
 					Type:          "Device",
-					Documentation: "update honours If-Match (weak ETag of the version); Device.patient binds the device to a patient from now on",
-					Interaction:   interactions("read", "vread", "update", "create"),
+					Documentation: "update honours If-Match (weak ETag of the version); Device.patient binds the device to a patient from now on. " + historyDoc,
+					Interaction:   interactions("read", "vread", "update", "history-instance", "create"),
 					Versioning:    "versioned",
 					ReadHistory:   false,
 					UpdateCreate:  false,
@@ -197,10 +197,14 @@ func capability() capabilityStatement {
 						{Name: "_count", Type: "number", Documentation: "page size"},
 					},
 				},
-			},
+			}, orgCapabilities(paging)...),
 		}},
 	}
 }
+
+// historyDoc says what instance history returns.
+const historyDoc = "Instance history (_history) returns what is kept: the current version only (earlier versions are not kept, so vread of them is 404); " +
+	"it takes _since and _count=0."
 
 func (h *handler) metadata(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, capability())

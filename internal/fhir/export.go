@@ -100,7 +100,7 @@ func NewExporter(cfg ExportConfig) *Exporter {
 		cfg.FileLines = 10_000
 	}
 	if cfg.NewID == nil {
-		cfg.NewID = func() string { return randomID() + randomID() }
+		cfg.NewID = func() string { return store.NewID() + store.NewID() }
 	}
 	return &Exporter{cfg: cfg, wake: make(chan struct{}, 1)}
 }

@@ -1,5 +1,7 @@
 // Package fhir serves Tend's FHIR R4 REST endpoints: Patient and Device
-// (create, read, update; Patient search by identifier), Observation read and
+// (create, read, update, instance history of the kept version; Patient
+// search by identifier), read-only Organization, Practitioner, CareTeam and
+// Consent views of the security model, Observation read and
 // search over stored readings rendered per the R4 vital-signs profile,
 // Observation create and batch/transaction Bundles as an ingest path (the
 // same group commit as device ingest), $lastn and Patient $everything, and
@@ -11,8 +13,6 @@ package fhir
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -83,7 +83,7 @@ func NewHandler(cfg Config) http.Handler {
 		h.log = slog.Default()
 	}
 	if h.newID == nil {
-		h.newID = randomID
+		h.newID = store.NewID
 	}
 	// Patterns carry no method so that a wrong method gets a FHIR 405
 	// with Allow rather than the mux's plain-text one.
@@ -91,9 +91,11 @@ func NewHandler(cfg Config) http.Handler {
 	h.route("/fhir/Patient", map[string]handlerFunc{http.MethodGet: h.searchPatients, http.MethodPost: h.createPatient})
 	h.route("/fhir/Patient/{id}", map[string]handlerFunc{http.MethodGet: h.readPatient, http.MethodPut: h.updatePatient})
 	h.route("/fhir/Patient/{id}/_history/{vid}", map[string]handlerFunc{http.MethodGet: h.readPatient})
+	h.route("/fhir/Patient/{id}/_history", map[string]handlerFunc{http.MethodGet: h.patientHistory})
 	h.route("/fhir/Device", map[string]handlerFunc{http.MethodPost: h.createDevice})
 	h.route("/fhir/Device/{id}", map[string]handlerFunc{http.MethodGet: h.readDevice, http.MethodPut: h.updateDevice})
 	h.route("/fhir/Device/{id}/_history/{vid}", map[string]handlerFunc{http.MethodGet: h.readDevice})
+	h.route("/fhir/Device/{id}/_history", map[string]handlerFunc{http.MethodGet: h.deviceHistory})
 	h.route("/fhir/Observation", map[string]handlerFunc{http.MethodGet: h.searchObservations, http.MethodPost: h.createObservation})
 	// The server base takes batch and transaction Bundles.
 	h.route("/fhir", map[string]handlerFunc{http.MethodPost: h.postBundle})
@@ -101,6 +103,7 @@ func NewHandler(cfg Config) http.Handler {
 	h.route("/fhir/Observation/{id}", map[string]handlerFunc{http.MethodGet: h.readObservation})
 	h.route("/fhir/Observation/$lastn", map[string]handlerFunc{http.MethodGet: h.lastn})
 	h.route("/fhir/Patient/{id}/$everything", map[string]handlerFunc{http.MethodGet: h.everything})
+	h.orgRoutes() // Organization, Practitioner, CareTeam, Consent (org_resources.go)
 	if cfg.Export != nil {
 		h.exportRoutes(cfg.Export)
 	}
@@ -134,12 +137,6 @@ func (h *handler) route(pattern string, methods map[string]handlerFunc) {
 			h.writeError(w, r, err)
 		}
 	})
-}
-
-func randomID() string {
-	var b [8]byte
-	rand.Read(b[:]) // never fails on supported platforms
-	return hex.EncodeToString(b[:])
 }
 
 // readBody enforces the media type and size limit and returns the body.

@@ -135,7 +135,8 @@ func TestPagesShowOnlyTheUsersPatients(t *testing.T) {
 	if resp, _ := sam.post("/patients/s-a/devices", url.Values{"device": {"dev-n-a"}}); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("south's admin binding north's device: %d, want 404", resp.StatusCode)
 	}
-	if resp, _ := f.signedIn(t, "otto", scopedPass).get("/"); resp.StatusCode != http.StatusForbidden {
-		t.Errorf("auditor on the ward: %d, want 403", resp.StatusCode)
+	// An auditor sees no ward: "/" sends them to the audit trail.
+	if resp, _ := f.signedIn(t, "otto", scopedPass).get("/"); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/audit" {
+		t.Errorf("auditor on the ward: %d to %q, want 303 to /audit", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/tendhealth/tend/internal/access"
 	"github.com/tendhealth/tend/internal/audit"
-	"github.com/tendhealth/tend/internal/auth"
 	"github.com/tendhealth/tend/internal/store"
 )
 
@@ -117,7 +116,7 @@ func (h *Handler) createTeam(w http.ResponseWriter, r *http.Request) error {
 		return &pageError{Status: http.StatusBadRequest, Message: fmt.Sprintf("A care team needs a name of at most %d bytes.", maxTeamName)}
 	}
 	if id == "" {
-		id = auth.NewSecret()[:16]
+		id = store.NewID()
 	}
 	if !teamID.MatchString(id) {
 		return &pageError{Status: http.StatusBadRequest, Message: "A care team id is 1 to 64 lower-case letters, digits, '.', '_' or '-'."}
@@ -232,7 +231,7 @@ func (h *Handler) grantConsent(w http.ResponseWriter, r *http.Request) error {
 	}
 	audit.AddPatients(ctx, patient)
 	_, err := access.GrantConsent(ctx, h.cfg.Store, org, store.Consent{Patient: patient, Grantee: grantee, Scope: scope, End: end},
-		auth.NewSecret()[:16], now)
+		store.NewID(), now)
 	var bad *access.RequestError
 	switch {
 	case errors.As(err, &bad):

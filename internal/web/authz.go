@@ -24,6 +24,9 @@ const (
 	permBreakGlass // emergency access to a patient outside one's care teams
 	permReadNotes  // a patient's notes (within scope)
 	permWriteNotes // add a note (within scope)
+	permViewRules  // a patient's alarm rules (within scope)
+	permEditRules  // override a patient's alarm rules (within scope), audited with a reason
+	permHome       // the start page: the ward, or the audit trail for those who see no patients
 )
 
 var permissions = map[permission]struct {
@@ -41,6 +44,12 @@ var permissions = map[permission]struct {
 	permBreakGlass:    {[]store.Role{store.RoleClinician, store.RoleNurse}, "use emergency access"},
 	permReadNotes:     {[]store.Role{store.RoleAdmin, store.RoleClinician, store.RoleNurse, store.RoleCaregiver}, "read notes"},
 	permWriteNotes:    {[]store.Role{store.RoleClinician, store.RoleNurse, store.RoleCaregiver}, "write notes"},
+	// Alarm limits are a clinical decision: clinicians (and admins) change
+	// them, nurses and integrations only read them; caregivers and
+	// patients see the alarms, not their configuration.
+	permViewRules: {[]store.Role{store.RoleAdmin, store.RoleIntegration, store.RoleClinician, store.RoleNurse}, "view alarm rules"},
+	permEditRules: {[]store.Role{store.RoleAdmin, store.RoleClinician}, "change alarm rules"},
+	permHome:      {append([]store.Role{store.RoleAuditor}, patientRoles...), "open Tend"},
 }
 
 // patientRoles see patients (within their scope); auditors do not.
@@ -68,6 +77,8 @@ func (s session) CanViewPatients() bool  { return s.can(permViewPatients) }
 func (s session) CanViewDevices() bool   { return s.can(permViewDevices) }
 func (s session) CanReadAudit() bool     { return s.can(permReadAudit) }
 func (s session) CanBreakGlass() bool    { return s.can(permBreakGlass) }
+func (s session) CanViewRules() bool     { return s.can(permViewRules) }
+func (s session) CanEditRules() bool     { return s.can(permEditRules) }
 
 // checkPassword is a variable so benchmarks and tests need not pay for
 // argon2id; production uses auth.PasswordMatches.

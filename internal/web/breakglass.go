@@ -67,7 +67,7 @@ func (h *Handler) breakGlass(w http.ResponseWriter, r *http.Request) error {
 	sess := sessionFrom(ctx)
 	p := auth.Principal{Subject: sess.User, Role: string(sess.Role), Org: store.OrgOrDefault(sess.Org)}
 	g, err := access.GrantBreakGlass(ctx, h.cfg.Store, p, access.BreakGlassRequest{Patient: d.Patient, Reason: d.Reason, Minutes: d.Minutes},
-		auth.NewSecret()[:16], h.cfg.Now())
+		store.NewID(), h.cfg.Now())
 	var bad *access.RequestError
 	switch {
 	case errors.As(err, &bad):

@@ -26,6 +26,8 @@ type deviceRow struct {
 	LastSeen                       time.Time
 	Online                         bool
 	Battery                        string
+	Firmware                       string // firmware revision(s) from Device.version
+	Versions                       string // other Device.version entries, when no firmware is named
 }
 
 type devicesData struct {
@@ -117,6 +119,7 @@ func (h *Handler) loadDevices(ctx context.Context) (devicesData, error) {
 	now := h.cfg.Now()
 	for _, dev := range devs {
 		row := deviceRow{ID: dev.ID, Name: deviceName(dev), Patient: dev.Patient, PatientName: names[dev.Patient]}
+		row.Firmware, row.Versions = deviceVersions(dev.Resource) // firmware.go
 		if hd := seen[dev.ID]; hd != nil {
 			row.LastSeen, row.Battery = hd.last, hd.battery
 			row.Online = now.Sub(hd.last) <= onlineWindow

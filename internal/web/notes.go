@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tendhealth/tend/internal/auth"
 	"github.com/tendhealth/tend/internal/store"
 )
 
@@ -88,7 +87,7 @@ func (h *Handler) addNote(w http.ResponseWriter, r *http.Request) error {
 		return &pageError{Status: http.StatusBadRequest, Message: fmt.Sprintf("A note is at most %d bytes.", maxNote)}
 	}
 	sess := sessionFrom(ctx)
-	n := store.Note{ID: auth.NewSecret()[:16], Org: store.OrgOrDefault(p.Org), Patient: p.ID, Author: sess.User, Role: sess.Role,
+	n := store.Note{ID: store.NewID(), Org: store.OrgOrDefault(p.Org), Patient: p.ID, Author: sess.User, Role: sess.Role,
 		Text: text, Created: h.cfg.Now().UTC()}
 	if err := h.cfg.Store.AddNote(ctx, n); err != nil {
 		return fmt.Errorf("add note: %w", err)

@@ -34,7 +34,7 @@ type pages struct {
 }
 
 var pageNames = []string{"signin", "error", "ward", "patient", "alarms", "devices", "credentials", "users", "account",
-	"teams", "consents", "org", "grants", "breakglass", "audit"} // admin.go, breakglass.go, auditlog.go
+	"teams", "consents", "org", "grants", "breakglass", "audit", "rules"} // admin.go, breakglass.go, auditlog.go, rules.go
 
 var funcs = template.FuncMap{
 	"ago":      ago,

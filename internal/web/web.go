@@ -136,13 +136,15 @@ func (h *Handler) routes() {
 	m.Handle("GET /account", h.signedIn(h.account))
 	m.Handle("POST /account/totp", h.signedIn(h.enrolTOTP))
 
-	m.Handle("GET /{$}", h.allow(permViewPatients, h.ward))
+	m.Handle("GET /{$}", h.allow(permHome, h.home)) // rules.go: the ward, or the audit trail for auditors
 	m.Handle("GET /events/ward", h.allow(permViewPatients, h.wardEvents))
 	m.Handle("GET /patients/{id}", h.allow(permViewPatients, h.patientOrBreakGlass)) // breakglass.go
 	m.Handle("POST /patients/{id}/notes", h.allow(permWriteNotes, h.addNote))        // notes.go
 	m.Handle("GET /break-glass", h.allow(permBreakGlass, h.breakGlassPage))
 	m.Handle("POST /break-glass", h.allow(permBreakGlass, h.breakGlass))
 	m.Handle("GET /patients/{id}/series", h.allow(permViewPatients, h.series))
+	m.Handle("GET /patients/{id}/rules", h.allow(permViewRules, h.patientRules)) // rules.go
+	m.Handle("POST /patients/{id}/rules", h.allow(permEditRules, h.changeRule))
 	m.Handle("POST /patients/{id}/devices", h.allow(permManageDevices, h.bindDevice))
 	m.Handle("GET /alarms", h.allow(permViewAlarms, h.inbox))
 	m.Handle("GET /events/alarms", h.allow(permViewAlarms, h.inboxEvents))

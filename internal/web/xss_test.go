@@ -62,7 +62,8 @@ func seedHostile(t *testing.T, tend *tendNode) xssFields {
 	tend.call("POST", "/fhir/Patient", testToken, "application/fhir+json", string(res), 201)
 	res, _ = json.Marshal(map[string]any{"resourceType": "Device", "patient": map[string]string{"reference": "Patient/" + f.patient},
 		"deviceName": []map[string]string{{"name": tag("XDNAME", "device name"), "type": "user-friendly-name"}},
-		"identifier": []map[string]string{{"system": "urn:serial", "value": tag("XDSERIAL", "device identifier")}}})
+		"identifier": []map[string]string{{"system": "urn:serial", "value": tag("XDSERIAL", "device identifier")}},
+		"version":    []map[string]any{{"type": map[string]string{"text": "firmware"}, "value": tag("XDFIRMWARE", "device firmware")}}})
 	f.device = tend.call("POST", "/fhir/Device", testToken, "application/fhir+json", string(res), 201)["id"].(string)
 	secret := tend.call("POST", "/api/v1/devices/"+f.device+"/credentials", testToken, "", "", 200)["secret"].(string)
 
@@ -291,7 +292,7 @@ func TestHostileStringsRenderInert(t *testing.T) {
 	}
 	// The seed must have reached the pages, or the checks above prove
 	// nothing.
-	for _, must := range []string{"XPNAME", "XDNAME", "XRULE", "XUSERCLINICIAN"} {
+	for _, must := range []string{"XPNAME", "XDNAME", "XRULE", "XUSERCLINICIAN", "XRULEREASON", "XDFIRMWARE"} {
 		if !seen[must] {
 			t.Errorf("the %s (%s) appeared on no page: the walk does not reach it", f.tags[must], must)
 		}
