@@ -37,7 +37,8 @@ FUZZ_TARGETS = \
 	rules:FuzzProfile glucose:FuzzHistory sse:FuzzEvent \
 	mllp:FuzzFrames hl7:FuzzParse hl7/pcd:FuzzParseORU hl7/outbound:FuzzParseAck \
 	totp:FuzzParseCode totp:FuzzOpen totp:FuzzDecodeSecret audit:FuzzPatientsInJSON httpguard:FuzzForwardedFor \
-	fhir:FuzzParseExportRequest fhir:FuzzDecodeID web:FuzzParseAuditSearch web:FuzzDeviceVersions oauth:FuzzClaimedClient archive:FuzzParseHeader
+	fhir:FuzzParseExportRequest fhir:FuzzDecodeID web:FuzzParseAuditSearch web:FuzzDeviceVersions oauth:FuzzClaimedClient archive:FuzzParseHeader \
+	fhir:FuzzParseIfNoneExist fhir:FuzzLocationID fhir:FuzzMetricID fhir:FuzzParseSubscription
 
 # The Go fuzzing engine sometimes ends a run with "context deadline
 # exceeded" when its workers are slow to stop on a loaded machine; such a

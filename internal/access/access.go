@@ -223,3 +223,7 @@ func (pol *Policy) FromContext(ctx context.Context) (Scope, auth.Principal, erro
 	sc, err := pol.Scope(ctx, p)
 	return sc, p, err
 }
+
+// CareStaff reports whether role is clinical staff: the roles that are
+// members of care teams and may open a patient by break-glass.
+func CareStaff(role store.Role) bool { return role == store.RoleClinician || role == store.RoleNurse }

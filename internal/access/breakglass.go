@@ -49,7 +49,7 @@ type BreakGlassStore interface {
 // expires, and a patient of another organisation (or none) is
 // ErrNotVisible. id names the new grant.
 func GrantBreakGlass(ctx context.Context, st BreakGlassStore, p auth.Principal, req BreakGlassRequest, id string, now time.Time) (store.BreakGlass, error) {
-	if r := store.Role(p.Role); r != store.RoleClinician && r != store.RoleNurse {
+	if !CareStaff(store.Role(p.Role)) {
 		return store.BreakGlass{}, ErrBreakGlassRole
 	}
 	reason := strings.TrimSpace(req.Reason)

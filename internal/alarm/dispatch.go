@@ -265,6 +265,9 @@ func (d *Dispatcher) send(ctx context.Context, del Delivery) error {
 		if d.Metrics != nil {
 			d.Metrics.latency.Observe(now.Sub(del.Created).Seconds())
 		}
+		if !episodeDelivery(del) {
+			return d.finish(ctx, del)
+		}
 		return d.Store.Update(ctx, func(tx Tx) error {
 			if err := tx.FinishDelivery(del); err != nil {
 				return err
@@ -275,7 +278,7 @@ func (d *Dispatcher) send(ctx context.Context, del Delivery) error {
 		del.State, del.LastError = Failed, err.Error()
 		d.count(kind, "failed")
 		d.Logger.Warn("notification failed", "delivery", del.ID, "recipient_kind", kind, "attempts", del.Attempts, "err", err)
-		if d.Service != nil {
+		if d.Service != nil && episodeDelivery(del) {
 			return d.Service.deliveryFailed(ctx, del)
 		}
 		return d.finish(ctx, del)
@@ -288,6 +291,12 @@ func (d *Dispatcher) send(ctx context.Context, del Delivery) error {
 		d.count(kind, "retry")
 		return d.finish(ctx, del)
 	}
+}
+
+// episodeDelivery reports whether a delivery belongs to an alarm episode
+// (and so gets history entries and notification-failure alarms).
+func episodeDelivery(del Delivery) bool {
+	return !strings.HasPrefix(del.Recipient, RecipientSubscription+":")
 }
 
 func (d *Dispatcher) count(kind, result string) {

@@ -128,6 +128,10 @@ const (
 	RecipientEmail   = "email"
 	RecipientDevice  = "device"
 	RecipientPolicy  = "policy"
+	// RecipientSubscription deliveries are FHIR subscription notifications
+	// riding the outbox: they have no alarm episode, so the dispatcher only
+	// records their attempts.
+	RecipientSubscription = "subscription"
 )
 
 func checkRecipient(r string) error {

@@ -493,6 +493,12 @@ func (s *Service) Escalate(ctx context.Context) (int, error) {
 }
 
 func (s *Service) escalate(tx Tx, a *Alarm, esc Escalation, now time.Time, done *committed) error {
+	return s.escalateBy(tx, a, esc, now, "system", "", done)
+}
+
+// escalateBy is the timed step, also taken by hand (EscalateNow, who and
+// why kept in the history).
+func (s *Service) escalateBy(tx Tx, a *Alarm, esc Escalation, now time.Time, by, reason string, done *committed) error {
 	pl, ok := planOf(esc, a)
 	if !ok {
 		a.NextEscalation = time.Time{}
@@ -521,7 +527,7 @@ func (s *Service) escalate(tx Tx, a *Alarm, esc Escalation, now time.Time, done 
 	if err := tx.PutAlarm(a); err != nil {
 		return err
 	}
-	if err := tx.AddChange(Change{Alarm: a.ID, At: now, Action: action, By: "system", Detail: fmt.Sprintf("tier %d", a.Tier+1)}); err != nil {
+	if err := tx.AddChange(Change{Alarm: a.ID, At: now, Action: action, By: by, Reason: reason, Detail: fmt.Sprintf("tier %d", a.Tier+1)}); err != nil {
 		return err
 	}
 	done.note(a, action)

@@ -29,6 +29,7 @@ func (h *Handler) alarmRoutes() {
 		m.Handle("POST /api/v1/alarms/{id}/ack", h.withRole(h.ackAlarm, alarmAckers...))
 		m.Handle("POST /api/v1/alarms/{id}/resolve", h.withRole(h.resolveAlarm, alarmHandlers...))
 		m.Handle("POST /api/v1/alarms/{id}/snooze", h.withRole(h.snoozeAlarm, alarmHandlers...))
+		m.Handle("POST /api/v1/alarms/{id}/escalate", h.withRole(h.escalateAlarm, alarmHandlers...))
 	}
 	if c.Profiles != nil && c.AlarmStore != nil {
 		for _, kind := range []string{alarm.DocRules, alarm.DocEscalation} {
@@ -143,6 +144,17 @@ func (h *Handler) resolveAlarm(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handler) snoozeAlarm(w http.ResponseWriter, r *http.Request) error {
 	return h.alarmAction(w, r, true, h.cfg.Alarms.Snooze)
+}
+
+// escalateAlarm tells the next escalation tier now; {"reason"} is
+// required and kept in the alarm's history.
+func (h *Handler) escalateAlarm(w http.ResponseWriter, r *http.Request) error {
+	return h.alarmAction(w, r, false, func(ctx context.Context, id string, act alarm.Action) (alarm.Alarm, error) {
+		if strings.TrimSpace(act.Reason) == "" {
+			return alarm.Alarm{}, &Error{Status: http.StatusBadRequest, Detail: `an escalation needs {"reason": "…"}`}
+		}
+		return h.cfg.Alarms.EscalateNow(ctx, id, act)
+	})
 }
 
 // alarmAction applies a person's action; the body ({"reason":…}, plus

@@ -291,7 +291,7 @@ func (h *Handler) setCareTeam(kind string, in bool) handlerFunc {
 				if err != nil {
 					return err
 				}
-				if u.Role != store.RoleClinician && u.Role != store.RoleNurse {
+				if !access.CareStaff(u.Role) {
 					return &Error{Status: http.StatusBadRequest, Detail: "care team members are clinicians or nurses"}
 				}
 			}

@@ -107,6 +107,7 @@ func classifyAPI(r *http.Request, seg []string, params []string) (Class, bool) {
 		case len(seg) == 4 && get:
 			c.Action, c.Subtype, c.Alarm = Read, "read", seg[3]
 		case len(seg) == 5 && r.Method == http.MethodPost:
+			// ack, resolve, snooze, escalate: the subtype names the action.
 			c.Action, c.Subtype, c.Alarm = Update, seg[4], seg[3]
 		default:
 			return Class{}, false

@@ -129,12 +129,13 @@ func capability() capabilityStatement {
 				Documentation: "Bulk Data export (Prefer: respond-async): Patient, Device, Observation as NDJSON, limited to the caller's patients and scopes; _type, _since"}},
 			Resource: append([]capResource{
 				{
-					Type:          "Patient",
-					Documentation: "update honours If-Match (weak ETag of the version). " + historyDoc,
-					Interaction:   interactions("read", "vread", "update", "history-instance", "create", "search-type"),
-					Versioning:    "versioned",
-					ReadHistory:   false,
-					UpdateCreate:  false,
+					Type:              "Patient",
+					Documentation:     "update honours If-Match (weak ETag of the version). " + conditionalCreateDoc + historyDoc,
+					Interaction:       interactions("read", "vread", "update", "history-instance", "create", "search-type"),
+					Versioning:        "versioned",
+					ReadHistory:       false,
+					UpdateCreate:      false,
+					ConditionalCreate: true,
 					SearchParam: append([]capSearchParam{
 						{Name: "identifier", Type: "token", Documentation: "[system|]value; one value"},
 					}, paging...),
@@ -144,12 +145,16 @@ func capability() capabilityStatement {
 							Documentation: "Bulk Data export of the caller's patients (Prefer: respond-async)"}},
 				},
 				{
-					Type:          "Device",
-					Documentation: "update honours If-Match (weak ETag of the version); Device.patient binds the device to a patient from now on. " + historyDoc,
-					Interaction:   interactions("read", "vread", "update", "history-instance", "create"),
-					Versioning:    "versioned",
-					ReadHistory:   false,
-					UpdateCreate:  false,
+					Type: "Device",
+					Documentation: "update honours If-Match (weak ETag of the version); Device.patient binds the device to a patient from now on. " + conditionalCreateDoc +
+						"delete (admins only; honours If-Match) removes an unbound device with its identifiers, binding history and credentials, keeping its readings; " +
+						"a device bound to a patient is refused with 409; a deleted id reads as 404. Delete is served for Device only. " + historyDoc,
+					Interaction:       interactions("read", "vread", "update", "history-instance", "create", "delete"),
+					ConditionalDelete: "not-supported",
+					Versioning:        "versioned",
+					ReadHistory:       false,
+					UpdateCreate:      false,
+					ConditionalCreate: true,
 				},
 				{
 					Type:             "Observation",
@@ -197,10 +202,15 @@ func capability() capabilityStatement {
 						{Name: "_count", Type: "number", Documentation: "page size"},
 					},
 				},
-			}, orgCapabilities(paging)...),
+			}, append(append(orgCapabilities(paging), locationCapabilities(paging)...), deviceMetricCapabilities(paging)...)...),
 		}},
 	}
 }
+
+// conditionalCreateDoc says what If-None-Exist does (conditional.go).
+const conditionalCreateDoc = "create honours If-None-Exist: identifier=[system|]value, matched within the caller's organisation " +
+	"(none: created, 201; one: 200 with it and Content-Location, nothing created, without a body for SMART clients since only their create scope was checked; " +
+	"several, or one the caller cannot see: 412). "
 
 // historyDoc says what instance history returns.
 const historyDoc = "Instance history (_history) returns what is kept: the current version only (earlier versions are not kept, so vread of them is 404); " +

@@ -1,7 +1,8 @@
 // Package fhir serves Tend's FHIR R4 REST endpoints: Patient and Device
 // (create, read, update, instance history of the kept version; Patient
 // search by identifier), read-only Organization, Practitioner, CareTeam and
-// Consent views of the security model, Observation read and
+// Consent views of the security model, read-only Location and DeviceMetric
+// views, conditional create and (Device only) delete, Observation read and
 // search over stored readings rendered per the R4 vital-signs profile,
 // Observation create and batch/transaction Bundles as an ingest path (the
 // same group commit as device ingest), $lastn and Patient $everything, and
@@ -54,6 +55,9 @@ type Config struct {
 	Access *access.Policy
 	// Export, when set, serves FHIR Bulk Data $export (export.go).
 	Export *Exporter
+	// Subscriptions, when set, serves Subscription and $status
+	// (subscription_http.go).
+	Subscriptions *Subscriptions
 }
 
 type handler struct {
@@ -93,7 +97,7 @@ func NewHandler(cfg Config) http.Handler {
 	h.route("/fhir/Patient/{id}/_history/{vid}", map[string]handlerFunc{http.MethodGet: h.readPatient})
 	h.route("/fhir/Patient/{id}/_history", map[string]handlerFunc{http.MethodGet: h.patientHistory})
 	h.route("/fhir/Device", map[string]handlerFunc{http.MethodPost: h.createDevice})
-	h.route("/fhir/Device/{id}", map[string]handlerFunc{http.MethodGet: h.readDevice, http.MethodPut: h.updateDevice})
+	h.route("/fhir/Device/{id}", map[string]handlerFunc{http.MethodGet: h.readDevice, http.MethodPut: h.updateDevice, http.MethodDelete: h.deleteDevice})
 	h.route("/fhir/Device/{id}/_history/{vid}", map[string]handlerFunc{http.MethodGet: h.readDevice})
 	h.route("/fhir/Device/{id}/_history", map[string]handlerFunc{http.MethodGet: h.deviceHistory})
 	h.route("/fhir/Observation", map[string]handlerFunc{http.MethodGet: h.searchObservations, http.MethodPost: h.createObservation})
@@ -104,8 +108,13 @@ func NewHandler(cfg Config) http.Handler {
 	h.route("/fhir/Observation/$lastn", map[string]handlerFunc{http.MethodGet: h.lastn})
 	h.route("/fhir/Patient/{id}/$everything", map[string]handlerFunc{http.MethodGet: h.everything})
 	h.orgRoutes() // Organization, Practitioner, CareTeam, Consent (org_resources.go)
+	h.locationRoutes()
+	h.deviceMetricRoutes()
 	if cfg.Export != nil {
 		h.exportRoutes(cfg.Export)
+	}
+	if cfg.Subscriptions != nil {
+		h.subscriptionRoutes(cfg.Subscriptions)
 	}
 	h.mux.HandleFunc("/fhir/", func(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, errorf(http.StatusNotFound, "not-supported", "no such FHIR endpoint"))
@@ -117,7 +126,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 func (h *handler) route(pattern string, methods map[string]handlerFunc) {
 	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut} {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
 		if _, ok := methods[m]; ok {
 			allow = append(allow, m)
 		}
@@ -237,6 +246,16 @@ func (h *handler) createPatient(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if ident, err := parseIfNoneExist(r); err != nil {
+		return err
+	} else if ident != nil { // conditional create (conditional.go)
+		if cur, err := h.existingPatient(r.Context(), ident); err != nil || cur != nil {
+			if err != nil {
+				return err
+			}
+			return h.respondPatient(w, matchRequest(w, r, "Patient", cur.ID, cur.Version), http.StatusOK, *cur)
+		}
+	}
 	id := h.newID()
 	p := store.Patient{ID: id, Org: callerOrg(r.Context()), Identifiers: ids, Resource: obj.stamp("Patient", id, 0, time.Time{})}
 	if err := h.store.CreatePatient(r.Context(), &p); err != nil {
@@ -324,6 +343,16 @@ func (h *handler) createDevice(w http.ResponseWriter, r *http.Request) error {
 	obj, d, err := h.parseDevice(r.Context(), body)
 	if err != nil {
 		return err
+	}
+	if ident, err := parseIfNoneExist(r); err != nil {
+		return err
+	} else if ident != nil { // conditional create (conditional.go)
+		if cur, err := h.existingDevice(r.Context(), ident); err != nil || cur != nil {
+			if err != nil {
+				return err
+			}
+			return h.respondDevice(w, matchRequest(w, r, "Device", cur.ID, cur.Version), http.StatusOK, *cur)
+		}
 	}
 	d.ID = h.newID()
 	d.Org = callerOrg(r.Context())

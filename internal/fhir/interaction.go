@@ -204,6 +204,8 @@ func operationAccess(typ, id, op string, query url.Values) ([]Access, error) {
 			out = append(out, Access{Type: t, Any: []Interaction{Search}, Why: "$everything"})
 		}
 		return out, nil
+	case op == "$status" && typ == "Subscription" && id != "":
+		return []Access{{Type: "Subscription", Any: []Interaction{Read}, Why: "$status"}}, nil
 	case op == "$export" && (typ == "" || (typ == "Patient" && id == "") || (typ == "Group" && id != "")):
 		types := exportTypes(query)
 		if types == nil {

@@ -215,6 +215,7 @@ func TestCapabilityTellsTheTruth(t *testing.T) {
 		"status": "final", "device": "id2", "date": "ge2026-11-23", "_sort": "date", "_elements": "status", "_cursor": "1-a",
 		"_count": "5", "_offset": "0", "_summary": "count",
 		"name": "ward", "participant": "Practitioner/doc", "actor": "RelatedPerson/gran",
+		"source": "Device/id2",
 	}
 	// Declared, but served by handlers this fixture does not mount; each
 	// has its own test of what it declares.

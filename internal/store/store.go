@@ -233,6 +233,7 @@ type Store interface {
 
 	// Devices sharing an identifier, e.g. a bed location (devicelocation.go).
 	DeviceFinder
+	DeviceDeleter // removing unbound devices (devicedelete.go)
 	AccessStore
 	OAuthStore   // SMART Backend Services clients and assertion ids (oauth.go)
 	ArchiveStore // what export and import carry beyond the above (archive.go)

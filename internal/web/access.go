@@ -122,7 +122,7 @@ func (h *Handler) checkAlarmAction(ctx context.Context, id, action string) error
 		return nil
 	}
 	if action != "ack" {
-		return &pageError{Status: 403, Message: "Caregivers may acknowledge alarms, not resolve or snooze them."}
+		return &pageError{Status: 403, Message: "Caregivers may acknowledge alarms, not resolve, snooze or escalate them."}
 	}
 	p, err := h.principalOf(ctx)
 	if err != nil {

@@ -152,7 +152,7 @@ func (h *Handler) changeTeam(w http.ResponseWriter, r *http.Request) error {
 			if err != nil {
 				return err
 			}
-			if u.Role != store.RoleClinician && u.Role != store.RoleNurse {
+			if !access.CareStaff(u.Role) {
 				return &pageError{Status: http.StatusBadRequest, Message: "Care team members are clinicians or nurses."}
 			}
 		}

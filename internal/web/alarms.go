@@ -30,6 +30,10 @@ type inboxRow struct {
 	PatientName string
 }
 
+// TierNumber is the escalation tier last told, counted from 1 as the
+// escalation documents and history do.
+func (r inboxRow) TierNumber() int { return r.Tier + 1 }
+
 // inboxData is what the "inbox-list" partial renders.
 type inboxData struct {
 	Open     []inboxRow
@@ -37,7 +41,10 @@ type inboxData struct {
 	Now      time.Time
 	CSRF     string
 	CanAct   bool
-	Snoozes  []string
+	// CanHandle: resolving, snoozing and escalating, which caregivers
+	// may not do (they acknowledge only; access.go).
+	CanHandle bool
+	Snoozes   []string
 }
 
 var snoozeChoices = []string{"5m", "10m", "30m", "1h", "2h"}
@@ -46,6 +53,7 @@ var snoozeChoices = []string{"5m", "10m", "30m", "1h", "2h"}
 // recently resolved ones with who resolved them.
 func (h *Handler) loadInbox(ctx context.Context, sess session) (inboxData, error) {
 	d := inboxData{Now: h.cfg.Now(), CSRF: sess.CSRF, CanAct: sess.CanActOnAlarms(), Snoozes: snoozeChoices}
+	d.CanHandle = d.CanAct && sess.Role != store.RoleCaregiver
 	if h.cfg.AlarmStore == nil {
 		return d, nil
 	}
@@ -204,7 +212,7 @@ func (h *Handler) inboxEvents(w http.ResponseWriter, r *http.Request) error {
 
 const maxReasonBytes = 1000
 
-// alarmAction acknowledges, resolves or snoozes an alarm as the signed-in
+// alarmAction acknowledges, resolves, snoozes or escalates an alarm as the signed-in
 // user, then goes back to the page the form was on.
 func (h *Handler) alarmAction(w http.ResponseWriter, r *http.Request) error {
 	if h.cfg.Alarms == nil {
@@ -231,6 +239,11 @@ func (h *Handler) alarmAction(w http.ResponseWriter, r *http.Request) error {
 		}
 		act.For = d
 		do = h.cfg.Alarms.Snooze
+	case "escalate":
+		if act.Reason == "" {
+			return &pageError{Status: http.StatusBadRequest, Message: "An escalation needs a reason."}
+		}
+		do = h.cfg.Alarms.EscalateNow
 	default:
 		return &pageError{Status: http.StatusNotFound, Message: "There is no such alarm action."}
 	}

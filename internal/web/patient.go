@@ -43,6 +43,8 @@ type patientData struct {
 	Devices     []boundDevice
 	Live        bool
 	Extra       patientExtra // notes and break-glass status (notes.go)
+	// Adherence is pill dispenser doses (adherence.go); nil without any.
+	Adherence *adherenceView
 }
 
 // patient shows one patient: live vitals, charts, alarm history and the
@@ -101,6 +103,9 @@ func (h *Handler) patient(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if d.Extra, err = h.patientExtras(ctx, id); err != nil {
+		return err
+	}
+	if d.Adherence, err = h.loadAdherence(ctx, id, now); err != nil {
 		return err
 	}
 	h.render(w, r, http.StatusOK, "patient", page{Title: row.Name, Nav: "ward", Session: sessionFrom(ctx), Now: now, Data: d})

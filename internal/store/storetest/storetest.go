@@ -36,6 +36,7 @@ func Run(t *testing.T, open Opener) {
 		{"DeviceCreateUnbound", testDeviceCreateUnbound},
 		{"DeviceByIdentifier", testDeviceByIdentifier},
 		{"DevicesByIdentifier", testDevicesByIdentifier}, // devicelocation.go
+		{"DeleteDevice", testDeleteDevice},               // devicedelete.go
 		{"PatientLocations", testPatientLocations},
 		{"BindingHistoryAppendOnly", testBindingHistoryAppendOnly},
 		{"DeviceSecrets", testDeviceSecrets},
