@@ -143,7 +143,11 @@ type Filter struct {
 	Restrict bool
 	Patients []string
 	States   []State
-	Limit    int
+	// NoNotices leaves out notices (KindNotice, such as the privacy
+	// officer's break-glass alert), for callers who may not see them; the
+	// store applies it so pages stay full.
+	NoNotices bool
+	Limit     int
 }
 
 // Doc is one version of a configuration document (rules or escalation of

@@ -130,6 +130,10 @@ func (db *DB) Alarms(ctx context.Context, f alarm.Filter) ([]alarm.Alarm, error)
 		}
 		where = append(where, `state IN (`+strings.Join(marks, ", ")+`)`)
 	}
+	if f.NoNotices {
+		where = append(where, `rule_kind <> ?`)
+		args = append(args, string(alarm.KindNotice))
+	}
 	lim, limArgs := limitClause(f.Limit)
 	if len(patients) == 1 {
 		where = append(where, `patient = ?`)

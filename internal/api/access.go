@@ -152,8 +152,8 @@ func (h *Handler) scopedAlarms(ctx context.Context, f alarm.Filter) ([]alarm.Ala
 		if err != nil || !ok {
 			return nil, err
 		}
-		as, err := h.cfg.AlarmStore.Alarms(ctx, f)
-		return v.withoutNotices(as), err
+		f.NoNotices = !v.notices
+		return h.cfg.AlarmStore.Alarms(ctx, f)
 	}
 	var patients []string
 	if v.scope.All {
@@ -179,17 +179,8 @@ func (h *Handler) scopedAlarms(ctx context.Context, f alarm.Filter) ([]alarm.Ala
 	if v.system {
 		patients = append(patients, "") // installation-wide technical alarms
 	}
-	f.Restrict, f.Patients = true, patients
-	as, err := h.cfg.AlarmStore.Alarms(ctx, f)
-	return v.withoutNotices(as), err // a page may come back short by the notices left out
-}
-
-// withoutNotices drops the notices a caller may not see.
-func (v *visibility) withoutNotices(as []alarm.Alarm) []alarm.Alarm {
-	if v.notices {
-		return as
-	}
-	return slices.DeleteFunc(as, func(a alarm.Alarm) bool { return a.RuleKind == alarm.KindNotice })
+	f.Restrict, f.Patients, f.NoNotices = true, patients, !v.notices
+	return h.cfg.AlarmStore.Alarms(ctx, f)
 }
 
 // checkAlarm answers nil if the caller may act on (or read) alarm a:

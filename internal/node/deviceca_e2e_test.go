@@ -4,15 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -69,30 +66,9 @@ func TestDeviceCertificates(t *testing.T) {
 		}
 	}
 
+	call := httpsAdmin(t, set.CA.Cert, addrs.HTTP)
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(set.CA.Cert)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}, Timeout: 30 * time.Second}
-	base := "https://" + addrs.HTTP
-	call := func(method, path, ctype, body string, want int) map[string]any {
-		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+testToken)
-		if ctype != "" {
-			req.Header.Set("Content-Type", ctype)
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
-		}
-		var m map[string]any
-		json.Unmarshal(b, &m)
-		return m
-	}
 	p := call("POST", "/fhir/Patient", "application/fhir+json", `{"resourceType":"Patient","name":[{"family":"Mtls"}]}`, 201)
 	pid := p["id"].(string)
 	d := call("POST", "/fhir/Device", "application/fhir+json", `{"resourceType":"Device","manufacturer":"Acme","patient":{"reference":"Patient/`+pid+`"}}`, 201)

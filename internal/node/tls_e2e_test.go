@@ -59,30 +59,9 @@ func TestTLSEverywhere(t *testing.T) {
 		t.Fatalf("listen.json %s has no mqtt_tls", raw)
 	}
 
+	call := httpsAdmin(t, set.CA.Cert, addrs.HTTP)
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(set.CA.Cert)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}, Timeout: 30 * time.Second}
-	base := "https://" + addrs.HTTP
-	call := func(method, path, ctype, body string, want int) map[string]any {
-		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+testToken)
-		if ctype != "" {
-			req.Header.Set("Content-Type", ctype)
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
-		}
-		var m map[string]any
-		json.Unmarshal(b, &m)
-		return m
-	}
 
 	// Plain HTTP on the HTTPS port is refused.
 	if resp, err := http.Get("http://" + addrs.HTTP + "/healthz"); err == nil {
@@ -244,5 +223,34 @@ func TestHTTPGuardWired(t *testing.T) {
 	if code, body := dev.do("POST", "/api/v1/devices/"+e.device+"/obs", "application/senml+json",
 		[]byte(fmt.Sprintf(`[{"bt":%.3f,"n":"hr","u":"/min","v":70}]`, float64(time.Now().UnixMilli())/1000))); code != 202 {
 		t.Fatalf("device ingest while the API budget is spent: %d %s", code, body)
+	}
+}
+
+// httpsAdmin returns a caller of the node's HTTPS API with the admin
+// token, trusting the CA in caPEM; it fails the test unless the answer
+// has status want, and returns the JSON object answered (nil otherwise).
+func httpsAdmin(t *testing.T, caPEM []byte, addr string) func(method, path, ctype, body string, want int) map[string]any {
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}, Timeout: 30 * time.Second}
+	return func(method, path, ctype, body string, want int) map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest(method, "https://"+addr+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
+		}
+		var m map[string]any
+		json.Unmarshal(b, &m)
+		return m
 	}
 }

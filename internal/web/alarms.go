@@ -135,9 +135,12 @@ func (h *Handler) inboxScope(ctx context.Context) (alarm.Filter, error) {
 			f.Patients = append(f.Patients, p.ID)
 		}
 	}
-	if sess := sessionFrom(ctx); sc.Org == store.DefaultOrg && (sess.Role == store.RoleAdmin || sess.Role == store.RoleIntegration) {
+	sess := sessionFrom(ctx)
+	staff := sess.Role == store.RoleAdmin || sess.Role == store.RoleIntegration
+	if sc.Org == store.DefaultOrg && staff {
 		f.Patients = append(slices.Clip(f.Patients), "") // installation-wide technical alarms
 	}
+	f.NoNotices = !staff // notices go to named people, not to clinical staff (access.go)
 	return f, nil
 }
 

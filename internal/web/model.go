@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -308,12 +307,12 @@ func (h *Handler) openAlarms(ctx context.Context, patients []string) ([]alarm.Al
 	if h.cfg.AlarmStore == nil || len(patients) == 0 {
 		return nil, nil
 	}
-	as, err := h.cfg.AlarmStore.Alarms(ctx, alarm.Filter{Restrict: true, Patients: patients,
+	as, err := h.cfg.AlarmStore.Alarms(ctx, alarm.Filter{Restrict: true, Patients: patients, NoNotices: true,
 		States: []alarm.State{alarm.Active, alarm.Acknowledged}, Limit: 5000})
 	if err != nil {
 		return nil, fmt.Errorf("list open alarms: %w", err)
 	}
-	return slices.DeleteFunc(as, func(a alarm.Alarm) bool { return a.RuleKind == alarm.KindNotice }), nil
+	return as, nil
 }
 
 // news2Scale is the SpO2 scale the patient's effective rules ask for.

@@ -29,6 +29,11 @@ func testAlarmsRestrict(t *testing.T, s alarm.Store) {
 	// Equal raised times are ordered by id, newest (greatest) first.
 	mk("p2-tie-a", "p2", alarm.Active, 5*time.Minute)
 	mk("p3-tie-b", "p3", alarm.Active, 5*time.Minute)
+	// A notice about p1, newest of all: NoNotices leaves it out, and a page
+	// is still full.
+	notice := newAlarm("p1-notice", "p1", "break-glass", "g1", t0.Add(6*time.Minute))
+	notice.RuleKind = alarm.KindNotice
+	putAlarm(t, s, &notice)
 
 	many := []string{"p1", "p3"}
 	for i := range alarm.PerPatientScan + 5 { // above the per-patient strategy
@@ -39,21 +44,24 @@ func testAlarmsRestrict(t *testing.T, s alarm.Store) {
 		f    alarm.Filter
 		want []string
 	}{
-		{"two patients", alarm.Filter{Restrict: true, Patients: []string{"p1", "p3"}}, []string{"p3-tie-b", "p1-new", "p3-a", "p1-old"}},
-		{"two patients, limit", alarm.Filter{Restrict: true, Patients: []string{"p3", "p1"}, Limit: 2}, []string{"p3-tie-b", "p1-new"}},
+		{"two patients", alarm.Filter{Restrict: true, Patients: []string{"p1", "p3"}}, []string{"p1-notice", "p3-tie-b", "p1-new", "p3-a", "p1-old"}},
+		{"two patients, limit", alarm.Filter{Restrict: true, Patients: []string{"p3", "p1"}, Limit: 2}, []string{"p1-notice", "p3-tie-b"}},
+		{"no notices, limit", alarm.Filter{Restrict: true, Patients: []string{"p3", "p1"}, NoNotices: true, Limit: 2}, []string{"p3-tie-b", "p1-new"}},
+		{"no notices, one patient", alarm.Filter{Patient: "p1", NoNotices: true}, []string{"p1-new", "p1-old"}},
 		{"duplicates", alarm.Filter{Restrict: true, Patients: []string{"p2", "p2", "p2"}, Limit: 5}, []string{"p2-tie-a", "p2-a"}},
 		{"tie order", alarm.Filter{Restrict: true, Patients: []string{"p2", "p3"}, Limit: 2}, []string{"p3-tie-b", "p2-tie-a"}},
-		{"with states", alarm.Filter{Restrict: true, Patients: []string{"p1", "p3"}, States: []alarm.State{alarm.Active}, Limit: 10}, []string{"p3-tie-b", "p1-new"}},
-		{"no patient alarms", alarm.Filter{Restrict: true, Patients: []string{"", "p1"}, Limit: 3}, []string{"sys", "p1-new", "p1-old"}},
+		{"with states", alarm.Filter{Restrict: true, Patients: []string{"p1", "p3"}, States: []alarm.State{alarm.Active}, Limit: 10}, []string{"p1-notice", "p3-tie-b", "p1-new"}},
+		{"no patient alarms", alarm.Filter{Restrict: true, Patients: []string{"", "p1"}, Limit: 3}, []string{"p1-notice", "sys", "p1-new"}},
 		{"empty set matches none", alarm.Filter{Restrict: true}, []string{}},
 		{"empty set with limit", alarm.Filter{Restrict: true, Patients: []string{}, Limit: 10}, []string{}},
 		{"patient inside the set", alarm.Filter{Restrict: true, Patients: []string{"p1", "p2"}, Patient: "p2"}, []string{"p2-tie-a", "p2-a"}},
 		{"patient outside the set", alarm.Filter{Restrict: true, Patients: []string{"p1"}, Patient: "p2"}, []string{}},
 		{"unknown patients", alarm.Filter{Restrict: true, Patients: []string{"p8", "p9"}, Limit: 10}, []string{}},
-		{"many patients", alarm.Filter{Restrict: true, Patients: many}, []string{"p3-tie-b", "p1-new", "p3-a", "p1-old"}},
-		{"many patients, limit", alarm.Filter{Restrict: true, Patients: many, Limit: 3}, []string{"p3-tie-b", "p1-new", "p3-a"}},
+		{"many patients", alarm.Filter{Restrict: true, Patients: many}, []string{"p1-notice", "p3-tie-b", "p1-new", "p3-a", "p1-old"}},
+		{"many patients, limit", alarm.Filter{Restrict: true, Patients: many, Limit: 3}, []string{"p1-notice", "p3-tie-b", "p1-new"}},
+		{"many patients, no notices", alarm.Filter{Restrict: true, Patients: many, NoNotices: true, Limit: 3}, []string{"p3-tie-b", "p1-new", "p3-a"}},
 		{"many patients, states", alarm.Filter{Restrict: true, Patients: many, States: []alarm.State{alarm.Acknowledged, alarm.Resolved}, Limit: 5}, []string{"p3-a", "p1-old"}},
-		{"not restricted ignores Patients", alarm.Filter{Patients: []string{"p1"}, Limit: 2}, []string{"p3-tie-b", "p2-tie-a"}},
+		{"not restricted ignores Patients", alarm.Filter{Patients: []string{"p1"}, Limit: 2}, []string{"p1-notice", "p3-tie-b"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -119,6 +119,10 @@ func (db *DB) Alarms(ctx context.Context, f alarm.Filter) ([]alarm.Alarm, error)
 		args = append(args, states)
 		where = append(where, `state = ANY($`+strconv.Itoa(len(args))+`::text[])`)
 	}
+	if f.NoNotices {
+		args = append(args, string(alarm.KindNotice))
+		where = append(where, `rule_kind <> $`+strconv.Itoa(len(args)))
+	}
 	if patients != nil && f.Limit > 0 && len(patients) <= alarm.PerPatientScan {
 		// A few patients: each one's newest Limit through
 		// alarms_patient_raised, then the newest Limit of those; at most
